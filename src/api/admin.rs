@@ -1,0 +1,189 @@
+//! Administration: listings for users with `is_admin`. Everyone else gets 403.
+
+use poem::{http::StatusCode, web::Data};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Query, payload::Json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{
+    ApiTags,
+    auth::User,
+    connections::{ConnectionStatus, status_of},
+};
+use crate::{
+    auth::AdminAuth,
+    error::{ApiError, Problem},
+    state::AppState,
+    store::{connections, users},
+};
+
+const DEFAULT_PAGE: u32 = 50;
+
+/// One page of users, oldest first.
+#[derive(Object)]
+pub struct UserPage {
+    pub items: Vec<User>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum ListUsersResponse {
+    #[oai(status = 200)]
+    Page(Json<UserPage>),
+    /// The cursor is not one this endpoint handed out (`invalid_cursor`), or `limit` is out of
+    /// range (`invalid_parameter`).
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Invalid(Json<Problem>),
+    /// No valid access token (`unauthorized`).
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The caller is not an administrator (`forbidden`).
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+}
+
+/// A connection as administrators see it: whose it is and its state, never a token.
+#[derive(Object)]
+pub struct AdminConnection {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub username: String,
+    pub workspace_id: String,
+    pub workspace_name: Option<String>,
+    pub status: ConnectionStatus,
+    pub created_at: OffsetDateTime,
+}
+
+/// One page of connections, oldest first.
+#[derive(Object)]
+pub struct ConnectionPage {
+    pub items: Vec<AdminConnection>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub next_cursor: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum ListConnectionsResponse {
+    #[oai(status = 200)]
+    Page(Json<ConnectionPage>),
+    /// The cursor or `user_id` is malformed (`invalid_cursor`), or `limit` is out of range
+    /// (`invalid_parameter`).
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Invalid(Json<Problem>),
+    /// No valid access token (`unauthorized`).
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The caller is not an administrator (`forbidden`).
+    #[oai(status = 403, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+}
+
+#[derive(Default)]
+pub struct AdminApi;
+
+#[OpenApi(prefix_path = "/admin", tag = "ApiTags::Admin")]
+impl AdminApi {
+    /// List users
+    ///
+    /// Keyset-paginated: follow `next_cursor` until it is absent.
+    #[oai(path = "/users", method = "get", operation_id = "admin_list_users")]
+    async fn list_users(
+        &self,
+        _admin: AdminAuth,
+        state: Data<&AppState>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+        /// Page size, 1 to 100 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<u32>>,
+    ) -> Result<ListUsersResponse, ApiError> {
+        let Ok(after) = parse_cursor(cursor.0.as_deref()) else {
+            return Ok(ListUsersResponse::Invalid(invalid_cursor()));
+        };
+        let limit = limit.0.unwrap_or(DEFAULT_PAGE);
+        let rows = users::page(&state.db, after, u64::from(limit) + 1).await?;
+        let (rows, next_cursor) = split_page(rows, limit, |user| user.id);
+        Ok(ListUsersResponse::Page(Json(UserPage {
+            items: rows.iter().map(User::from).collect(),
+            next_cursor,
+        })))
+    }
+
+    /// List connections
+    ///
+    /// Every user's connections, or one user's with `user_id`. Keyset-paginated: follow
+    /// `next_cursor` until it is absent.
+    #[oai(
+        path = "/connections",
+        method = "get",
+        operation_id = "admin_list_connections"
+    )]
+    async fn list_connections(
+        &self,
+        _admin: AdminAuth,
+        state: Data<&AppState>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+        /// Page size, 1 to 100 (default 50).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        limit: Query<Option<u32>>,
+        /// Only this user's connections.
+        user_id: Query<Option<Uuid>>,
+    ) -> Result<ListConnectionsResponse, ApiError> {
+        let Ok(after) = parse_cursor(cursor.0.as_deref()) else {
+            return Ok(ListConnectionsResponse::Invalid(invalid_cursor()));
+        };
+        let limit = limit.0.unwrap_or(DEFAULT_PAGE);
+        let rows = connections::page(&state.db, after, user_id.0, u64::from(limit) + 1).await?;
+        let (rows, next_cursor) = split_page(rows, limit, |row| row.id);
+        let owners = users::names(&state.db, rows.iter().map(|row| row.user_id)).await?;
+        let items = rows
+            .iter()
+            .map(|row| AdminConnection {
+                id: row.id,
+                user_id: row.user_id,
+                username: owners.get(&row.user_id).cloned().unwrap_or_default(),
+                workspace_id: row.workspace_id.clone(),
+                workspace_name: row.workspace_name.clone(),
+                status: status_of(row),
+                created_at: row.created_at,
+            })
+            .collect();
+        Ok(ListConnectionsResponse::Page(Json(ConnectionPage {
+            items,
+            next_cursor,
+        })))
+    }
+}
+
+/// A cursor is the id of the last item of the previous page.
+fn parse_cursor(cursor: Option<&str>) -> Result<Option<Uuid>, ()> {
+    cursor.map(Uuid::try_parse).transpose().map_err(|_| ())
+}
+
+fn invalid_cursor() -> Json<Problem> {
+    Json(Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_cursor",
+        "Unprocessable Entity",
+        Some("The cursor is not one this endpoint handed out.".to_owned()),
+    ))
+}
+
+/// Rows were fetched with one extra to tell whether another page follows: drop it and point the
+/// cursor at the last row kept.
+fn split_page<T>(
+    mut rows: Vec<T>,
+    limit: u32,
+    id: impl Fn(&T) -> Uuid,
+) -> (Vec<T>, Option<String>) {
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = more
+        .then(|| rows.last().map(|last| id(last).to_string()))
+        .flatten();
+    (rows, next)
+}

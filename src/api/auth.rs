@@ -1,0 +1,490 @@
+//! Registration, login, token refresh, logout and the current user.
+//!
+//! Login returns a short-lived JWT access token in the body and a refresh token in an HttpOnly,
+//! SameSite=Strict cookie scoped to `/api/v1/auth`. Each refresh rotates that cookie; presenting
+//! a token that was already rotated ends the whole session family (someone copied it).
+
+use std::{net::IpAddr, time::Duration};
+
+use poem::{
+    Request,
+    http::{StatusCode, header},
+    web::Data,
+};
+use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{ApiTags, cookie, problem, set_cookie};
+use crate::{
+    auth::{
+        BearerAuth, RefreshToken, Username, hash_token,
+        password::{HashError, MAX_PASSWORD_BYTES, Password, Verification},
+        throttle::delay_after,
+        username_key,
+    },
+    entity::user,
+    error::{ApiError, Problem},
+    state::AppState,
+    store::{StoreError, login_attempts, sessions, users},
+};
+
+/// Name of the refresh token cookie.
+pub const REFRESH_COOKIE: &str = "nc_refresh";
+/// The cookie is only ever sent to these endpoints.
+const REFRESH_COOKIE_PATH: &str = "/api/v1/auth";
+/// How long a refresh token lives; every refresh starts a new period.
+pub const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A user account as the API shows it.
+#[derive(Object, Clone, Debug)]
+pub struct User {
+    pub id: Uuid,
+    /// As typed at registration; logging in ignores case.
+    pub username: String,
+    pub is_admin: bool,
+    pub created_at: OffsetDateTime,
+}
+
+impl From<&user::Model> for User {
+    fn from(model: &user::Model) -> Self {
+        Self {
+            id: model.id,
+            username: model.username.clone(),
+            is_admin: model.is_admin,
+            created_at: model.created_at,
+        }
+    }
+}
+
+/// A username and password.
+#[derive(Object)]
+pub struct Credentials {
+    /// 3 to 32 characters from A-Z, a-z, 0-9, '.', '_' and '-'.
+    pub username: String,
+    /// At least 8 characters and at most 1 KiB; very common passwords are refused.
+    #[oai(write_only)]
+    pub password: String,
+}
+
+/// The result of logging in or refreshing.
+#[derive(Object)]
+pub struct Session {
+    /// Send as `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub user: User,
+}
+
+#[derive(ApiResponse)]
+pub enum RegisterResponse {
+    /// The account was created. Log in to get a session.
+    #[oai(status = 201)]
+    Created(Json<User>),
+    /// Registration is closed on this server (`registration_disabled`).
+    #[oai(status = 403, content_type = "application/problem+json")]
+    RegistrationDisabled(Json<Problem>),
+    /// The username is taken, in any case (`username_taken`).
+    #[oai(status = 409, content_type = "application/problem+json")]
+    UsernameTaken(Json<Problem>),
+    /// The username or password does not meet the rules (`invalid_username`,
+    /// `password_too_short`, `password_too_long`, `password_too_weak`).
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Invalid(Json<Problem>),
+    /// Too many attempts from this address (`too_many_attempts`).
+    #[oai(status = 429, content_type = "application/problem+json")]
+    TooManyAttempts(Json<Problem>, #[oai(header = "Retry-After")] u64),
+}
+
+#[derive(ApiResponse)]
+pub enum LoginResponse {
+    /// Logged in. The refresh token is in the `nc_refresh` cookie.
+    #[oai(status = 200)]
+    LoggedIn(Json<Session>, #[oai(header = "Set-Cookie")] String),
+    /// Unknown user or wrong password; the two are indistinguishable (`invalid_credentials`).
+    #[oai(status = 401, content_type = "application/problem+json")]
+    InvalidCredentials(Json<Problem>),
+    /// Too many attempts for this account or from this address (`too_many_attempts`).
+    #[oai(status = 429, content_type = "application/problem+json")]
+    TooManyAttempts(Json<Problem>, #[oai(header = "Retry-After")] u64),
+}
+
+#[derive(ApiResponse)]
+pub enum RefreshResponse {
+    /// A new access token; the `nc_refresh` cookie was rotated.
+    #[oai(status = 200)]
+    Refreshed(Json<Session>, #[oai(header = "Set-Cookie")] String),
+    /// No valid refresh token (`invalid_refresh_token`); the cookie is cleared.
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Invalid(Json<Problem>, #[oai(header = "Set-Cookie")] String),
+    /// The request came from a page of another origin (`origin_not_allowed`).
+    #[oai(status = 403, content_type = "application/problem+json")]
+    OriginNotAllowed(Json<Problem>),
+}
+
+#[derive(ApiResponse)]
+pub enum LogoutResponse {
+    /// The session is over: its refresh token and every access token issued for it stop
+    /// working. Also answered when there was no session.
+    #[oai(status = 204)]
+    LoggedOut(#[oai(header = "Set-Cookie")] String),
+    /// The request came from a page of another origin (`origin_not_allowed`).
+    #[oai(status = 403, content_type = "application/problem+json")]
+    OriginNotAllowed(Json<Problem>),
+}
+
+#[derive(ApiResponse)]
+pub enum MeResponse {
+    /// The account behind the access token.
+    #[oai(status = 200)]
+    Me(Json<User>),
+    /// No valid access token (`unauthorized`).
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+}
+
+#[derive(Default)]
+pub struct AuthApi;
+
+#[OpenApi(prefix_path = "/auth", tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Create an account
+    ///
+    /// Open only when the server allows registration. The new account is not logged in.
+    #[oai(path = "/register", method = "post", operation_id = "register")]
+    async fn register(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<Credentials>,
+    ) -> Result<RegisterResponse, ApiError> {
+        if !state.settings.allow_registration {
+            return Ok(RegisterResponse::RegistrationDisabled(problem(
+                StatusCode::FORBIDDEN,
+                "registration_disabled",
+                "Registration is closed on this server.",
+            )));
+        }
+        if let Err(wait) = state.auth_limiter.check_ip(client_ip(&state, req)) {
+            return Ok(RegisterResponse::TooManyAttempts(
+                too_many_attempts(),
+                retry_after(wait),
+            ));
+        }
+        let Credentials { username, password } = body.0;
+        let username = match Username::parse(&username) {
+            Ok(username) => username,
+            Err(rule) => {
+                return Ok(RegisterResponse::Invalid(problem(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_username",
+                    rule,
+                )));
+            }
+        };
+        let password = match Password::parse(password, username.as_str()) {
+            Ok(password) => password,
+            Err(rejected) => {
+                return Ok(RegisterResponse::Invalid(problem(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    rejected.code(),
+                    &rejected.to_string(),
+                )));
+            }
+        };
+        // A cheap check first, so a taken name costs no hashing; the unique index decides races.
+        if users::find_by_key(&state.db, &username.key())
+            .await?
+            .is_some()
+        {
+            return Ok(RegisterResponse::UsernameTaken(username_taken()));
+        }
+        let hash = state.hasher.hash(password.expose()).await?;
+        match users::create(&state.db, &username, hash, false).await {
+            Ok(user) => {
+                tracing::info!(user_id = %user.id, "account registered");
+                Ok(RegisterResponse::Created(Json(User::from(&user))))
+            }
+            Err(StoreError::Conflict) => Ok(RegisterResponse::UsernameTaken(username_taken())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Log in
+    ///
+    /// Returns an access token and sets the refresh token cookie. After several consecutive
+    /// failures the account's next attempt must wait (1 s, doubling, at most 60 s).
+    #[oai(path = "/login", method = "post", operation_id = "login")]
+    async fn login(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<Credentials>,
+    ) -> Result<LoginResponse, ApiError> {
+        if let Err(wait) = state.auth_limiter.check_ip(client_ip(&state, req)) {
+            return Ok(LoginResponse::TooManyAttempts(
+                too_many_attempts(),
+                retry_after(wait),
+            ));
+        }
+        let Credentials { username, password } = body.0;
+        let key = username_key(&username);
+        // No account can have such a name or password: refuse without spending a hash.
+        if key.len() > 64 || password.len() > MAX_PASSWORD_BYTES {
+            return Ok(LoginResponse::InvalidCredentials(invalid_credentials()));
+        }
+        if let Some(attempts) = login_attempts::find(&state.db, &key).await? {
+            let ready_at = attempts.last_failure_at + delay_after(attempts.failures);
+            let now = OffsetDateTime::now_utc();
+            if now < ready_at {
+                let wait = Duration::try_from(ready_at - now).unwrap_or_default();
+                return Ok(LoginResponse::TooManyAttempts(
+                    too_many_attempts(),
+                    retry_after(wait),
+                ));
+            }
+        }
+
+        let user = users::find_by_key(&state.db, &key).await?;
+        let stored = user.as_ref().map(|u| u.password_hash.as_str());
+        let needs_rehash = match state.hasher.verify(&password, stored).await? {
+            Verification::Mismatch => {
+                login_attempts::record_failure(&state.db, &key).await?;
+                return Ok(LoginResponse::InvalidCredentials(invalid_credentials()));
+            }
+            Verification::Match { needs_rehash } => needs_rehash,
+        };
+        let user = user.ok_or_else(|| ApiError::internal("a password matched no user"))?;
+        login_attempts::clear(&state.db, &key).await?;
+        if needs_rehash {
+            // An upgrade that fails now is tried again at the next login; it must not cost
+            // the user this one.
+            match state.hasher.hash(&password).await {
+                Ok(hash) => users::update_password_hash(&state.db, user.id, hash).await?,
+                Err(e) => {
+                    tracing::warn!(user_id = %user.id, error = %e, "password hash upgrade postponed")
+                }
+            }
+        }
+
+        let token = RefreshToken::generate()?;
+        let family = Uuid::now_v7();
+        sessions::insert(&state.db, user.id, family, token.hash(), refresh_expiry()).await?;
+        let session = issue_session(&state, &user, family)?;
+        tracing::info!(user_id = %user.id, "logged in");
+        Ok(LoginResponse::LoggedIn(
+            Json(session),
+            refresh_cookie(&state, Some(&token)),
+        ))
+    }
+
+    /// Refresh the access token
+    ///
+    /// Uses and rotates the refresh token cookie. Presenting a refresh token that was already
+    /// used ends its whole session.
+    #[oai(path = "/refresh", method = "post", operation_id = "refresh")]
+    async fn refresh(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+    ) -> Result<RefreshResponse, ApiError> {
+        if !origin_allowed(&state, req) {
+            return Ok(RefreshResponse::OriginNotAllowed(origin_not_allowed()));
+        }
+        let invalid = || {
+            RefreshResponse::Invalid(
+                problem(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_refresh_token",
+                    "The session is missing, expired or ended; log in again.",
+                ),
+                refresh_cookie(&state, None),
+            )
+        };
+        let Some(presented) = cookie(req, REFRESH_COOKIE) else {
+            return Ok(invalid());
+        };
+        let Some(current) = sessions::find_by_token_hash(&state.db, &hash_token(presented)).await?
+        else {
+            return Ok(invalid());
+        };
+        if current.revoked_at.is_some() || current.expires_at <= OffsetDateTime::now_utc() {
+            return Ok(invalid());
+        }
+
+        let next = RefreshToken::generate()?;
+        let rotated = if current.rotated_at.is_none() {
+            sessions::rotate(&state.db, &current, next.hash(), refresh_expiry()).await?
+        } else {
+            None
+        };
+        if rotated.is_none() {
+            sessions::revoke_family(&state.db, current.family_id).await?;
+            tracing::warn!(
+                user_id = %current.user_id,
+                "a rotated refresh token was presented again; the session was ended"
+            );
+            return Ok(invalid());
+        }
+        let Some(user) = users::find_by_id(&state.db, current.user_id).await? else {
+            return Ok(invalid());
+        };
+        let session = issue_session(&state, &user, current.family_id)?;
+        Ok(RefreshResponse::Refreshed(
+            Json(session),
+            refresh_cookie(&state, Some(&next)),
+        ))
+    }
+
+    /// Log out
+    ///
+    /// Ends the session of the refresh token cookie and of the bearer token, if either is sent.
+    #[oai(path = "/logout", method = "post", operation_id = "logout")]
+    async fn logout(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+    ) -> Result<LogoutResponse, ApiError> {
+        if !origin_allowed(&state, req) {
+            return Ok(LogoutResponse::OriginNotAllowed(origin_not_allowed()));
+        }
+        if let Some(token) = cookie(req, REFRESH_COOKIE)
+            && let Some(session) =
+                sessions::find_by_token_hash(&state.db, &hash_token(token)).await?
+        {
+            sessions::revoke_family(&state.db, session.family_id).await?;
+        }
+        let bearer = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if let Some(claims) = bearer.and_then(|token| state.jwt.verify(token).ok()) {
+            sessions::revoke_family(&state.db, claims.sid).await?;
+        }
+        Ok(LogoutResponse::LoggedOut(refresh_cookie(&state, None)))
+    }
+}
+
+#[derive(Default)]
+pub struct AccountApi;
+
+#[OpenApi(tag = "ApiTags::Account")]
+impl AccountApi {
+    /// The current user
+    #[oai(path = "/me", method = "get", operation_id = "get_me")]
+    async fn me(&self, auth: BearerAuth) -> Result<MeResponse, ApiError> {
+        Ok(MeResponse::Me(Json(User::from(&auth.0.user))))
+    }
+}
+
+impl From<HashError> for ApiError {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Busy => ApiError::Unavailable("every password hashing slot is busy".into()),
+            HashError::Failed(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+fn issue_session(state: &AppState, user: &user::Model, family: Uuid) -> Result<Session, ApiError> {
+    let access_token = state
+        .jwt
+        .issue(user.id, family)
+        .map_err(ApiError::internal)?;
+    Ok(Session {
+        access_token,
+        token_type: "Bearer".to_owned(),
+        expires_in: state.jwt.ttl().as_secs(),
+        user: User::from(user),
+    })
+}
+
+fn refresh_expiry() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + REFRESH_TOKEN_TTL
+}
+
+/// The `Set-Cookie` value carrying `token`, or clearing the cookie when `None`.
+fn refresh_cookie(state: &AppState, token: Option<&RefreshToken>) -> String {
+    let (value, max_age) = match token {
+        Some(token) => (token.expose(), REFRESH_TOKEN_TTL.as_secs()),
+        None => ("", 0),
+    };
+    set_cookie(
+        &state.settings,
+        REFRESH_COOKIE,
+        value,
+        REFRESH_COOKIE_PATH,
+        max_age,
+        "Strict",
+    )
+}
+
+/// Cookie-authenticated endpoints refuse requests that a page of a foreign origin made.
+/// Requests without `Origin` (same-origin GETs, non-browser clients) pass.
+fn origin_allowed(state: &AppState, req: &Request) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let settings = &state.settings;
+    origin == settings.public_url.origin().ascii_serialization()
+        || settings
+            .cors_allowed_origins
+            .iter()
+            .any(|allowed| allowed == origin)
+}
+
+fn client_ip(state: &AppState, req: &Request) -> IpAddr {
+    let peer = req
+        .remote_addr()
+        .as_socket_addr()
+        .map(|addr| addr.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let forwarded = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    state.settings.trusted_proxies.client_ip(peer, forwarded)
+}
+
+fn retry_after(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+fn invalid_credentials() -> Json<Problem> {
+    problem(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "The username or password is wrong.",
+    )
+}
+
+fn username_taken() -> Json<Problem> {
+    problem(
+        StatusCode::CONFLICT,
+        "username_taken",
+        "That username is taken.",
+    )
+}
+
+fn too_many_attempts() -> Json<Problem> {
+    problem(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_attempts",
+        "Too many attempts; wait for the number of seconds in Retry-After.",
+    )
+}
+
+fn origin_not_allowed() -> Json<Problem> {
+    problem(
+        StatusCode::FORBIDDEN,
+        "origin_not_allowed",
+        "This request must come from the service's own pages.",
+    )
+}

@@ -1,0 +1,240 @@
+//! The caller's Notion connections. Another user's connection is answered exactly like a
+//! missing one (404), and no response ever carries a token.
+
+use poem::web::Data;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, param::Path, payload::Json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::ApiTags;
+use crate::{
+    auth::BearerAuth,
+    crypto::Binding,
+    error::{ApiError, Problem},
+    notion::oauth::Owner as StoredOwner,
+    state::AppState,
+    store::connections::{self, Connection as Row},
+};
+
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    /// The tokens work.
+    Active,
+    /// Notion no longer accepts the tokens; connect the workspace again.
+    NeedsReauth,
+}
+
+/// Who authorized the connection in Notion.
+#[derive(Object, Clone, Debug)]
+pub struct ConnectionOwner {
+    /// `user` or `workspace`.
+    #[oai(rename = "type")]
+    pub kind: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub user_id: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub name: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub avatar_url: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
+    pub email: Option<String>,
+}
+
+/// A connected Notion workspace.
+#[derive(Object, Clone, Debug)]
+pub struct Connection {
+    pub id: Uuid,
+    pub workspace_id: String,
+    pub workspace_name: Option<String>,
+    /// An emoji, a URL, or null.
+    pub workspace_icon: Option<String>,
+    /// Identifies this authorization at Notion.
+    pub bot_id: String,
+    pub owner: ConnectionOwner,
+    /// Set when the user duplicated a template while authorizing.
+    pub duplicated_template_id: Option<String>,
+    pub status: ConnectionStatus,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+impl Connection {
+    /// The wire form of a row; the owner's e-mail is decrypted for its owner to see.
+    pub fn from_row(state: &AppState, row: &Row) -> Result<Self, ApiError> {
+        let owner: StoredOwner = serde_json::from_str(&row.owner).unwrap_or_default();
+        let email = row
+            .owner_email
+            .as_deref()
+            .map(|sealed| {
+                state.cipher.decrypt(
+                    sealed,
+                    Binding {
+                        user_id: row.user_id,
+                        bot_id: &row.bot_id,
+                        column: "owner_email",
+                    },
+                )
+            })
+            .transpose()
+            .map_err(ApiError::internal)?;
+        let user = owner.user.unwrap_or_default();
+        Ok(Self {
+            id: row.id,
+            workspace_id: row.workspace_id.clone(),
+            workspace_name: row.workspace_name.clone(),
+            workspace_icon: row.workspace_icon.clone(),
+            bot_id: row.bot_id.clone(),
+            owner: ConnectionOwner {
+                kind: if owner.kind.is_empty() {
+                    "user".to_owned()
+                } else {
+                    owner.kind
+                },
+                user_id: user.id,
+                name: user.name,
+                avatar_url: user.avatar_url,
+                email: email.map(|e| e.expose().clone()),
+            },
+            duplicated_template_id: row.duplicated_template_id.clone(),
+            status: status_of(row),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            last_used_at: row.last_used_at,
+        })
+    }
+}
+
+pub fn status_of(row: &Row) -> ConnectionStatus {
+    if row.status == connections::NEEDS_REAUTH {
+        ConnectionStatus::NeedsReauth
+    } else {
+        ConnectionStatus::Active
+    }
+}
+
+#[derive(Object)]
+pub struct ConnectionList {
+    pub items: Vec<Connection>,
+}
+
+#[derive(ApiResponse)]
+pub enum ListResponse {
+    #[oai(status = 200)]
+    Connections(Json<ConnectionList>),
+    /// No valid access token (`unauthorized`).
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+}
+
+// A response is built once and moved once; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(ApiResponse)]
+pub enum GetResponse {
+    #[oai(status = 200)]
+    Connection(Json<Connection>),
+    /// No valid access token (`unauthorized`).
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// No such connection among yours (`not_found`).
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+}
+
+#[derive(ApiResponse)]
+pub enum DeleteResponse {
+    /// The connection is gone; its token was sent to Notion for revocation.
+    #[oai(status = 204)]
+    Deleted,
+    /// No valid access token (`unauthorized`).
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// No such connection among yours (`not_found`).
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+}
+
+pub fn not_found() -> Json<Problem> {
+    Json(ApiError::NotFound.problem())
+}
+
+#[derive(Default)]
+pub struct ConnectionsApi;
+
+#[OpenApi(prefix_path = "/connections", tag = "ApiTags::Connections")]
+impl ConnectionsApi {
+    /// List your connections
+    #[oai(path = "/", method = "get", operation_id = "list_connections")]
+    async fn list(
+        &self,
+        auth: BearerAuth,
+        state: Data<&AppState>,
+    ) -> Result<ListResponse, ApiError> {
+        let rows = connections::list_for_user(&state.db, auth.0.user.id).await?;
+        let items = rows
+            .iter()
+            .map(|row| Connection::from_row(&state, row))
+            .collect::<Result<_, _>>()?;
+        Ok(ListResponse::Connections(Json(ConnectionList { items })))
+    }
+
+    /// Get one of your connections
+    #[oai(path = "/:id", method = "get", operation_id = "get_connection")]
+    async fn get(
+        &self,
+        auth: BearerAuth,
+        state: Data<&AppState>,
+        id: Path<Uuid>,
+    ) -> Result<GetResponse, ApiError> {
+        match connections::find_for_user(&state.db, auth.0.user.id, id.0).await? {
+            Some(row) => Ok(GetResponse::Connection(Json(Connection::from_row(
+                &state, &row,
+            )?))),
+            None => Ok(GetResponse::NotFound(not_found())),
+        }
+    }
+
+    /// Disconnect a workspace
+    ///
+    /// Deletes the connection and asks Notion to revoke its token. Revocation is best effort and
+    /// happens in the background: the connection is gone here whatever Notion answers.
+    #[oai(path = "/:id", method = "delete", operation_id = "delete_connection")]
+    async fn delete(
+        &self,
+        auth: BearerAuth,
+        state: Data<&AppState>,
+        id: Path<Uuid>,
+    ) -> Result<DeleteResponse, ApiError> {
+        let Some(row) = connections::find_for_user(&state.db, auth.0.user.id, id.0).await? else {
+            return Ok(DeleteResponse::NotFound(not_found()));
+        };
+        let token = state.cipher.decrypt(
+            &row.access_token,
+            Binding {
+                user_id: row.user_id,
+                bot_id: &row.bot_id,
+                column: "access_token",
+            },
+        );
+        if !connections::delete(&state.db, row.id).await? {
+            return Ok(DeleteResponse::NotFound(not_found()));
+        }
+        match token {
+            Ok(token) => {
+                let notion = state.notion.clone();
+                let connection_id = row.id;
+                tokio::spawn(async move {
+                    if let Err(e) = notion.revoke(&token).await {
+                        tracing::warn!(%connection_id, error = %e, "revoking a Notion token failed");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(connection_id = %row.id, error = %e, "a deleted connection's token could not be decrypted for revocation")
+            }
+        }
+        tracing::info!(connection_id = %row.id, "Notion connection deleted");
+        Ok(DeleteResponse::Deleted)
+    }
+}

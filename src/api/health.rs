@@ -1,0 +1,25 @@
+//! Liveness and readiness probes for orchestrators and load balancers.
+
+use poem::{
+    handler,
+    web::{Data, Json},
+};
+use serde_json::{Value, json};
+
+use crate::{db, error::ApiError, state::AppState};
+
+/// The process is up and serving HTTP.
+#[handler]
+pub async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// The service can do useful work: the database answers. 503 (problem+json) otherwise; the
+/// probe recovers by itself once the database is back, because the pool reconnects.
+#[handler]
+pub async fn readyz(state: Data<&AppState>) -> Result<Json<Value>, ApiError> {
+    db::check_ready(&state.db, &state.settings.database_url)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("database not ready: {e}")))?;
+    Ok(Json(json!({ "status": "ready" })))
+}

@@ -1,0 +1,301 @@
+//! Connecting a Notion workspace: the authorize URL, and the callback Notion sends the browser
+//! back to.
+//!
+//! The flow is bound three ways: the `state` (256 random bits, stored only as a hash, single use,
+//! ten minutes) names the user who started it; an HttpOnly cookie set with the authorize URL
+//! ties it to that user's browser; and the redirect target is fixed by configuration, never
+//! taken from the request.
+//!
+//! The state is consumed (atomically) before the code is exchanged, so a replayed or concurrent
+//! callback can never cause a second exchange; the connection is then written in one
+//! transaction.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use poem::{Request, web::Data};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Query, payload::Json};
+use time::OffsetDateTime;
+
+use super::{ApiTags, cookie, set_cookie};
+use crate::{
+    auth::{BearerAuth, hash_token},
+    crypto::{Binding, random_bytes},
+    error::{ApiError, Problem},
+    notion::oauth::{ExchangeError, Grant},
+    state::AppState,
+    store::{
+        connections::{self, SealedConnection},
+        oauth_states,
+    },
+};
+
+/// The cookie that ties a flow to the browser that started it.
+const BINDING_COOKIE: &str = "nc_oauth_binding";
+const CALLBACK_PATH: &str = "/api/v1/notion/oauth/callback";
+const STATE_LIFETIME: time::Duration = time::Duration::minutes(10);
+
+/// Where to send the browser to connect a workspace.
+#[derive(Object)]
+pub struct AuthorizeUrl {
+    /// Notion's consent page (or the sandbox's), with a fresh `state`.
+    pub authorize_url: String,
+    /// The flow must be finished before this moment.
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(ApiResponse)]
+pub enum AuthorizeResponse {
+    /// Send the browser to `authorize_url`. The response also sets a short-lived cookie that
+    /// binds the flow to this browser.
+    #[oai(status = 200)]
+    Ready(Json<AuthorizeUrl>, #[oai(header = "Set-Cookie")] String),
+    /// No valid access token (`unauthorized`).
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+}
+
+#[derive(ApiResponse)]
+pub enum CallbackResponse {
+    /// Back to the web app: `#/connections?connected={connection_id}` on success, or
+    /// `#/connections?error={code}` with `access_denied`, `invalid_state`, `exchange_failed` or
+    /// `notion_unavailable`.
+    #[oai(status = 303)]
+    SeeOther(
+        #[oai(header = "Location")] String,
+        #[oai(header = "Set-Cookie")] String,
+        #[oai(header = "Cache-Control")] String,
+        #[oai(header = "Referrer-Policy")] String,
+    ),
+}
+
+#[derive(Default)]
+pub struct NotionOAuthApi;
+
+#[OpenApi(prefix_path = "/notion/oauth", tag = "ApiTags::Notion")]
+impl NotionOAuthApi {
+    /// Start connecting a workspace
+    ///
+    /// Returns Notion's consent URL for the current user. Open it in the same browser: the
+    /// callback only accepts the browser that received this response.
+    #[oai(
+        path = "/authorize",
+        method = "post",
+        operation_id = "notion_authorize"
+    )]
+    async fn authorize(
+        &self,
+        auth: BearerAuth,
+        state: Data<&AppState>,
+    ) -> Result<AuthorizeResponse, ApiError> {
+        let oauth_state = random_token()?;
+        let binding = random_token()?;
+        let expires_at = OffsetDateTime::now_utc() + STATE_LIFETIME;
+        oauth_states::insert(
+            &state.db,
+            auth.0.user.id,
+            hash_token(&oauth_state),
+            hash_token(&binding),
+            expires_at,
+        )
+        .await?;
+        // Housekeeping: expired states are useless; dropping them here keeps the table small.
+        let _ = oauth_states::delete_expired(&state.db).await;
+        let url = state.notion.authorize_url(&oauth_state);
+        let cookie = binding_cookie(&state, &binding, STATE_LIFETIME.whole_seconds());
+        Ok(AuthorizeResponse::Ready(
+            Json(AuthorizeUrl {
+                authorize_url: url.to_string(),
+                expires_at,
+            }),
+            cookie,
+        ))
+    }
+
+    /// OAuth callback
+    ///
+    /// The redirect URI registered with Notion. Browsers arrive here from Notion's consent page
+    /// and leave for the web app; nothing here is meant to be called directly.
+    #[oai(path = "/callback", method = "get", operation_id = "notion_callback")]
+    async fn callback(
+        &self,
+        state: Data<&AppState>,
+        req: &Request,
+        code: Query<Option<String>>,
+        #[oai(name = "state")] oauth_state: Query<Option<String>>,
+        error: Query<Option<String>>,
+    ) -> Result<CallbackResponse, ApiError> {
+        let outcome = finish(&state, req, code.0, oauth_state.0, error.0).await;
+        let web = state.settings.web_url.as_str().trim_end_matches('/');
+        let location = match outcome {
+            Ok(connection_id) => format!("{web}/#/connections?connected={connection_id}"),
+            Err(code) => format!("{web}/#/connections?error={}", code.as_str()),
+        };
+        Ok(CallbackResponse::SeeOther(
+            location,
+            binding_cookie(&state, "", 0),
+            "no-store".to_owned(),
+            "no-referrer".to_owned(),
+        ))
+    }
+}
+
+/// What the callback tells the web app when it fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallbackError {
+    AccessDenied,
+    InvalidState,
+    ExchangeFailed,
+    NotionUnavailable,
+}
+
+impl CallbackError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AccessDenied => "access_denied",
+            Self::InvalidState => "invalid_state",
+            Self::ExchangeFailed => "exchange_failed",
+            Self::NotionUnavailable => "notion_unavailable",
+        }
+    }
+}
+
+async fn finish(
+    state: &AppState,
+    req: &Request,
+    code: Option<String>,
+    oauth_state: Option<String>,
+    error: Option<String>,
+) -> Result<uuid::Uuid, CallbackError> {
+    // A valid state is consumed whatever happens next, so it can never be replayed.
+    let flow = claim_state(state, req, oauth_state.as_deref()).await;
+    if let Some(error) = error {
+        // The value comes from the query string: log only a tame prefix of it.
+        let logged: String = error
+            .chars()
+            .take(40)
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        tracing::info!(error = %logged, "Notion authorization ended without a code");
+        return Err(match error.as_str() {
+            "access_denied" => CallbackError::AccessDenied,
+            "temporarily_unavailable" | "server_error" => CallbackError::NotionUnavailable,
+            _ => CallbackError::ExchangeFailed,
+        });
+    }
+    let user_id = flow?;
+    let code = code
+        .filter(|c| !c.is_empty())
+        .ok_or(CallbackError::ExchangeFailed)?;
+    let grant = state.notion.exchange(&code).await.map_err(|e| {
+        tracing::warn!(error = %e, "Notion code exchange failed");
+        match e {
+            ExchangeError::Refused(_) => CallbackError::ExchangeFailed,
+            ExchangeError::Unavailable(_) => CallbackError::NotionUnavailable,
+        }
+    })?;
+    let stored = store_grant(state, user_id, grant).await.map_err(|e| {
+        tracing::error!(error = %e, "storing a Notion connection failed");
+        CallbackError::NotionUnavailable
+    })?;
+    tracing::info!(connection_id = %stored, %user_id, "Notion workspace connected");
+    Ok(stored)
+}
+
+/// Checks and consumes the state: it must exist, be unexpired and unused, and come with the
+/// cookie of the browser that started the flow. Returns the user who started it.
+async fn claim_state(
+    state: &AppState,
+    req: &Request,
+    oauth_state: Option<&str>,
+) -> Result<uuid::Uuid, CallbackError> {
+    let oauth_state = oauth_state
+        .filter(|s| !s.is_empty() && s.len() <= 128)
+        .ok_or(CallbackError::InvalidState)?;
+    let row = oauth_states::find_by_hash(&state.db, &hash_token(oauth_state))
+        .await
+        .map_err(|_| CallbackError::NotionUnavailable)?
+        .ok_or(CallbackError::InvalidState)?;
+    if row.consumed_at.is_some() || row.expires_at <= OffsetDateTime::now_utc() {
+        return Err(CallbackError::InvalidState);
+    }
+    let same_browser = cookie(req, BINDING_COOKIE)
+        .is_some_and(|binding| constant_time_eq(&hash_token(binding), &row.binding_hash));
+    if !same_browser {
+        return Err(CallbackError::InvalidState);
+    }
+    match oauth_states::consume(&state.db, row.id).await {
+        Ok(true) => Ok(row.user_id),
+        Ok(false) => Err(CallbackError::InvalidState),
+        Err(_) => Err(CallbackError::NotionUnavailable),
+    }
+}
+
+async fn store_grant(
+    state: &AppState,
+    user_id: uuid::Uuid,
+    grant: Grant,
+) -> Result<uuid::Uuid, ApiError> {
+    let Grant {
+        access_token,
+        refresh_token,
+        fields,
+    } = grant;
+    let cipher = &state.cipher;
+    let bind = |column| Binding {
+        user_id,
+        bot_id: &fields.bot_id,
+        column,
+    };
+    let mut owner = fields.owner.clone().unwrap_or_default();
+    let email = owner
+        .user
+        .as_mut()
+        .and_then(|user| user.person.as_mut())
+        .and_then(|person| person.email.take());
+    let sealed = SealedConnection {
+        user_id,
+        bot_id: fields.bot_id.clone(),
+        workspace_id: fields.workspace_id.clone(),
+        workspace_name: fields.workspace_name.clone(),
+        workspace_icon: fields.workspace_icon.clone(),
+        owner: serde_json::to_string(&owner).map_err(ApiError::internal)?,
+        owner_email: email
+            .map(|email| cipher.encrypt(&email, bind("owner_email")))
+            .transpose()
+            .map_err(ApiError::internal)?,
+        duplicated_template_id: fields.duplicated_template_id.clone(),
+        access_token: cipher
+            .encrypt(access_token.expose(), bind("access_token"))
+            .map_err(ApiError::internal)?,
+        refresh_token: refresh_token
+            .map(|token| cipher.encrypt(token.expose(), bind("refresh_token")))
+            .transpose()
+            .map_err(ApiError::internal)?,
+        key_id: cipher.primary_key_id().to_owned(),
+    };
+    Ok(connections::upsert(&state.db, sealed).await?.id)
+}
+
+fn random_token() -> Result<String, ApiError> {
+    let bytes: [u8; 32] = random_bytes().map_err(ApiError::internal)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// SameSite=Lax: the callback is a top-level navigation from Notion, which Strict would strip.
+fn binding_cookie(state: &AppState, value: &str, max_age: i64) -> String {
+    set_cookie(
+        &state.settings,
+        BINDING_COOKIE,
+        value,
+        CALLBACK_PATH,
+        max_age as u64,
+        "Lax",
+    )
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}

@@ -1,0 +1,311 @@
+//! Searching a connected workspace.
+
+use poem::{http::StatusCode, web::Data};
+use poem_openapi::{
+    ApiResponse, Enum, Object, OpenApi, Union,
+    param::{Path, Query},
+    payload::Json,
+};
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{ApiTags, connections::not_found, problem};
+use crate::{
+    auth::BearerAuth,
+    error::{ApiError, Problem},
+    notion::{
+        client::NotionError,
+        search::{self, Icon as RawIcon, Item, ObjectKind},
+        tokens::{self, TokenError},
+    },
+    state::AppState,
+    store::connections,
+};
+
+const DEFAULT_PAGE_SIZE: u32 = 20;
+const MAX_CURSOR_LEN: usize = 512;
+
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+pub enum SearchFilter {
+    /// Only pages.
+    Page,
+    /// Only data sources (databases).
+    DataSource,
+}
+
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+pub enum SearchSort {
+    /// Most recently edited first.
+    Descending,
+    /// Least recently edited first.
+    Ascending,
+}
+
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[oai(rename_all = "snake_case")]
+pub enum ResultObject {
+    Page,
+    DataSource,
+    /// Returned by older Notion versions for databases.
+    Database,
+}
+
+#[derive(Object, Clone, Debug)]
+pub struct EmojiIcon {
+    pub emoji: String,
+}
+
+#[derive(Object, Clone, Debug)]
+pub struct UrlIcon {
+    /// An external image, an uploaded file (the link expires), or a custom emoji.
+    pub url: String,
+}
+
+/// A page's or data source's icon.
+#[derive(Union, Clone, Debug)]
+#[oai(discriminator_name = "type", one_of)]
+pub enum Icon {
+    #[oai(mapping = "emoji")]
+    Emoji(EmojiIcon),
+    #[oai(mapping = "url")]
+    Url(UrlIcon),
+}
+
+/// One page or data source the connection can see.
+#[derive(Object, Clone, Debug)]
+pub struct SearchResult {
+    pub id: String,
+    pub object: ResultObject,
+    /// The title's plain text, or "Untitled".
+    pub title: String,
+    pub url: Option<String>,
+    pub icon: Option<Icon>,
+    pub last_edited_time: Option<String>,
+    pub in_trash: bool,
+}
+
+impl From<Item> for SearchResult {
+    fn from(item: Item) -> Self {
+        Self {
+            id: item.id,
+            object: match item.object {
+                ObjectKind::Page => ResultObject::Page,
+                ObjectKind::DataSource => ResultObject::DataSource,
+                ObjectKind::Database => ResultObject::Database,
+            },
+            title: item.title,
+            url: item.url,
+            icon: item.icon.map(|icon| match icon {
+                RawIcon::Emoji(emoji) => Icon::Emoji(EmojiIcon { emoji }),
+                RawIcon::Url(url) => Icon::Url(UrlIcon { url }),
+            }),
+            last_edited_time: item.last_edited_time,
+            in_trash: item.in_trash,
+        }
+    }
+}
+
+#[derive(Object)]
+pub struct SearchResults {
+    pub results: Vec<SearchResult>,
+    /// Pass as `cursor` for the next page.
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
+#[derive(ApiResponse)]
+pub enum SearchResponse {
+    #[oai(status = 200)]
+    Results(Json<SearchResults>),
+    /// No valid access token (`unauthorized`).
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// No such connection among yours (`not_found`).
+    #[oai(status = 404, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// Notion no longer accepts the connection; connect the workspace again
+    /// (`connection_needs_reauth`).
+    #[oai(status = 409, content_type = "application/problem+json")]
+    NeedsReauth(Json<Problem>),
+    /// A parameter is invalid (`invalid_parameter`).
+    #[oai(status = 422, content_type = "application/problem+json")]
+    Invalid(Json<Problem>),
+    /// Notion's rate limit for this connection (`notion_rate_limited`).
+    #[oai(status = 429, content_type = "application/problem+json")]
+    RateLimited(Json<Problem>, #[oai(header = "Retry-After")] u64),
+    /// Notion failed or answered something unusable (`notion_error`).
+    #[oai(status = 502, content_type = "application/problem+json")]
+    NotionError(Json<Problem>),
+    /// Notion did not answer in time (`notion_timeout`).
+    #[oai(status = 504, content_type = "application/problem+json")]
+    NotionTimeout(Json<Problem>),
+}
+
+#[derive(Default)]
+pub struct SearchApi;
+
+#[OpenApi(prefix_path = "/connections", tag = "ApiTags::Connections")]
+impl SearchApi {
+    /// Search a connected workspace
+    ///
+    /// Pages and data sources the connection can see, by title. Follow `next_cursor` while
+    /// `has_more` is true. Notion's search is not exhaustive and may lag behind recent changes.
+    #[oai(
+        path = "/:id/search",
+        method = "get",
+        operation_id = "search_connection"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn search(
+        &self,
+        auth: BearerAuth,
+        state: Data<&AppState>,
+        id: Path<Uuid>,
+        /// Words to look for in titles.
+        query: Query<Option<String>>,
+        /// Only pages, or only data sources.
+        filter: Query<Option<SearchFilter>>,
+        /// By last edited time.
+        sort: Query<Option<SearchSort>>,
+        /// Results per page, 1 to 100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        page_size: Query<Option<u32>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<SearchResponse, ApiError> {
+        if cursor
+            .0
+            .as_ref()
+            .is_some_and(|c| c.is_empty() || c.len() > MAX_CURSOR_LEN)
+        {
+            return Ok(SearchResponse::Invalid(Json(
+                ApiError::Validation {
+                    code: "invalid_parameter",
+                    detail: "Parameter `cursor`: not a cursor from a previous page.".into(),
+                }
+                .problem(),
+            )));
+        }
+        let Some(row) = connections::find_for_user(&state.db, auth.0.user.id, id.0).await? else {
+            return Ok(SearchResponse::NotFound(not_found()));
+        };
+        if row.status == connections::NEEDS_REAUTH {
+            return Ok(needs_reauth());
+        }
+
+        let mut body = json!({ "page_size": page_size.0.unwrap_or(DEFAULT_PAGE_SIZE) });
+        if let Some(query) = query.0.filter(|q| !q.is_empty()) {
+            body["query"] = json!(query);
+        }
+        if let Some(filter) = filter.0 {
+            let value = match filter {
+                SearchFilter::Page => "page",
+                SearchFilter::DataSource => "data_source",
+            };
+            body["filter"] = json!({ "property": "object", "value": value });
+        }
+        if let Some(sort) = sort.0 {
+            let direction = match sort {
+                SearchSort::Descending => "descending",
+                SearchSort::Ascending => "ascending",
+            };
+            body["sort"] = json!({ "direction": direction, "timestamp": "last_edited_time" });
+        }
+        if let Some(cursor) = cursor.0 {
+            body["start_cursor"] = json!(cursor);
+        }
+
+        let token = tokens::access_token(&state, &row).map_err(ApiError::internal)?;
+        let mut outcome = state.notion_api.search(row.id, token.expose(), &body).await;
+        if matches!(outcome, Err(NotionError::Unauthorized)) {
+            let fresh = match tokens::refresh(&state, row.id, &token).await {
+                Ok(fresh) => fresh,
+                Err(TokenError::NeedsReauth) => return Ok(needs_reauth()),
+                Err(TokenError::Timeout) => return Ok(timeout()),
+                Err(TokenError::Unavailable(reason)) => {
+                    tracing::warn!(connection_id = %row.id, %reason, "refreshing failed");
+                    return Ok(notion_error());
+                }
+                Err(TokenError::Internal(reason)) => return Err(ApiError::internal(reason)),
+            };
+            outcome = state.notion_api.search(row.id, fresh.expose(), &body).await;
+            if matches!(outcome, Err(NotionError::Unauthorized)) {
+                connections::mark_needs_reauth(&state.db, row.id).await?;
+                return Ok(needs_reauth());
+            }
+        }
+        let raw = match outcome {
+            Ok(raw) => raw,
+            Err(error) => return Ok(map_failure(row.id, error)),
+        };
+        let (items, next_cursor, has_more) = match search::parse(&raw) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                tracing::warn!(connection_id = %row.id, error = %e, "unreadable search response");
+                return Ok(notion_error());
+            }
+        };
+        // One-minute resolution is plenty, and spares a write on most searches.
+        let stale = row
+            .last_used_at
+            .is_none_or(|used| OffsetDateTime::now_utc() - used > time::Duration::minutes(1));
+        if stale {
+            connections::touch_last_used(&state.db, row.id).await?;
+        }
+        Ok(SearchResponse::Results(Json(SearchResults {
+            results: items.into_iter().map(SearchResult::from).collect(),
+            next_cursor,
+            has_more,
+        })))
+    }
+}
+
+fn needs_reauth() -> SearchResponse {
+    SearchResponse::NeedsReauth(problem(
+        StatusCode::CONFLICT,
+        "connection_needs_reauth",
+        "Notion no longer accepts this connection; connect the workspace again.",
+    ))
+}
+
+fn notion_error() -> SearchResponse {
+    SearchResponse::NotionError(problem(
+        StatusCode::BAD_GATEWAY,
+        "notion_error",
+        "Notion failed to answer the search; try again later.",
+    ))
+}
+
+fn timeout() -> SearchResponse {
+    SearchResponse::NotionTimeout(problem(
+        StatusCode::GATEWAY_TIMEOUT,
+        "notion_timeout",
+        "Notion did not answer in time; try again later.",
+    ))
+}
+
+fn map_failure(connection_id: Uuid, error: NotionError) -> SearchResponse {
+    tracing::warn!(%connection_id, error = %error, "Notion search failed");
+    match error {
+        NotionError::RateLimited { retry_after } => {
+            let seconds = retry_after
+                .map_or(1, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+                .max(1);
+            SearchResponse::RateLimited(
+                problem(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "notion_rate_limited",
+                    "Notion's rate limit for this connection was reached; retry after Retry-After seconds.",
+                ),
+                seconds,
+            )
+        }
+        NotionError::Timeout => timeout(),
+        NotionError::Unauthorized | NotionError::Status { .. } | NotionError::Unusable(_) => {
+            notion_error()
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Accounts and authentication: usernames, passwords, access tokens, refresh tokens, throttling,
+//! and the bearer security schemes that hand handlers the current user.
+
+pub mod jwt;
+pub mod password;
+pub mod throttle;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use poem::Request;
+use poem_openapi::{SecurityScheme, auth::Bearer};
+use sha2::{Digest, Sha256};
+
+use crate::{entity::user, error::ApiError, secret::Secret, state::AppState, store};
+
+/// A username: 3 to 32 characters from `A-Z a-z 0-9 . _ -`, starting with a letter or digit.
+/// Unique regardless of case; the case typed at registration is kept for display.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let valid = (3..=32).contains(&raw.len())
+            && raw.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(
+                "a username has 3 to 32 characters from A-Z, a-z, 0-9, '.', '_' and '-', and \
+                 starts with a letter or digit",
+            )
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The case-insensitive key the database keeps unique.
+    pub fn key(&self) -> String {
+        username_key(&self.0)
+    }
+}
+
+/// The lookup key for any login name, valid or not.
+pub fn username_key(raw: &str) -> String {
+    raw.to_ascii_lowercase()
+}
+
+/// A refresh token: 256 random bits, sent to the browser once and stored only as a hash.
+pub struct RefreshToken(Secret<String>);
+
+impl RefreshToken {
+    pub fn generate() -> Result<Self, ApiError> {
+        let bytes: [u8; 32] = crate::crypto::random_bytes().map_err(ApiError::internal)?;
+        Ok(Self(Secret::new(URL_SAFE_NO_PAD.encode(bytes))))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+
+    pub fn hash(&self) -> String {
+        hash_token(self.expose())
+    }
+}
+
+/// SHA-256, hex: tokens are random and long, so a fast hash is enough to make a leaked table
+/// useless.
+pub fn hash_token(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The authenticated caller, with the session family of its access token.
+#[derive(Clone, Debug)]
+pub struct CurrentUser {
+    pub user: user::Model,
+    pub session_family: uuid::Uuid,
+}
+
+/// A JWT access token from `POST /auth/login` or `POST /auth/refresh`.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "bearerAuth",
+    ty = "bearer",
+    bearer_format = "JWT",
+    checker = "authenticate"
+)]
+pub struct BearerAuth(pub CurrentUser);
+
+/// The same bearer token, for operations that only administrators may use.
+#[derive(SecurityScheme)]
+#[oai(
+    rename = "bearerAuth",
+    ty = "bearer",
+    bearer_format = "JWT",
+    checker = "authenticate_admin"
+)]
+pub struct AdminAuth(pub CurrentUser);
+
+async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser> {
+    let state = req
+        .data::<AppState>()
+        .ok_or_else(|| ApiError::internal("application state is missing"))?;
+    let claims = state
+        .jwt
+        .verify(&bearer.token)
+        .map_err(|_| ApiError::Unauthorized)?;
+    let user = store::sessions::user_of_live_family(&state.db, claims.sub, claims.sid)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or(ApiError::Unauthorized)?;
+    Ok(CurrentUser {
+        user,
+        session_family: claims.sid,
+    })
+}
+
+async fn authenticate_admin(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser> {
+    let current = authenticate(req, bearer).await?;
+    if !current.user.is_admin {
+        return Err(ApiError::Forbidden.into());
+    }
+    Ok(current)
+}

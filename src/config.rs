@@ -1,0 +1,858 @@
+//! Typed settings, read once at start-up from the environment (plus an optional `.env` file and
+//! command-line overrides) and validated before anything else happens.
+//!
+//! Every problem is reported as one line that names the variable and says what was expected.
+//! Secret values are never repeated in those messages. An empty variable counts as unset, so a
+//! `.env` file may list a variable without a value.
+
+use std::{
+    fs,
+    io::{self, Write},
+    net::{IpAddr, SocketAddr},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use url::Url;
+
+use crate::{auth::throttle::TrustedProxies, crypto::KeyRing, secret::Secret};
+
+/// Shortest accepted `JWT_SECRET`, in bytes (HS256 wants at least the hash size).
+pub const MIN_JWT_SECRET_LEN: usize = 32;
+/// The oldest Notion API version that returns data sources from search.
+const OLDEST_NOTION_VERSION: &str = "2025-09-03";
+const DEFAULT_NOTION_VERSION: &str = "2026-03-11";
+const DEFAULT_NOTION_API_BASE: &str = "https://api.notion.com/v1";
+const JWT_SECRET_FILE: &str = "jwt_secret";
+const KEY_RING_FILE: &str = "token_encryption_keys";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub env: AppEnv,
+    pub bind_addr: SocketAddr,
+    /// Origin under which browsers and Notion reach the service, without a trailing slash.
+    pub public_url: Url,
+    /// Where the browser goes after the OAuth callback.
+    pub web_url: Url,
+    /// May carry a password, hence secret.
+    pub database_url: Secret<String>,
+    /// Holds the SQLite database (by default) and generated development secrets.
+    pub data_dir: PathBuf,
+    /// The web app's static files.
+    pub web_dir: PathBuf,
+    pub jwt_secret: Secret<Vec<u8>>,
+    pub token_keys: KeyRing,
+    pub notion: NotionSettings,
+    pub allow_registration: bool,
+    /// Exact origins (`scheme://host[:port]`) of a separately hosted web app.
+    pub cors_allowed_origins: Vec<String>,
+    pub access_token_ttl: Duration,
+    /// Login and registration requests allowed per client IP and minute.
+    pub auth_rate_limit: u32,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
+    /// Password hashes computed at once.
+    pub password_hash_concurrency: usize,
+    /// How long a login or registration may wait for a hashing slot before it gets 503.
+    pub password_hash_wait: Duration,
+    pub log_format: LogFormat,
+    /// Secrets generated during this start (variable, file), announced once logging is up.
+    pub generated_secrets: Vec<(&'static str, PathBuf)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NotionSettings {
+    /// `None` means the built-in sandbox stands in for Notion (development only).
+    pub credentials: Option<NotionCredentials>,
+    pub api_base: Url,
+    pub version: String,
+    /// Longest time one call to Notion may take, retries included.
+    pub timeout: Duration,
+    /// Requests per second to Notion per connection.
+    pub rate_limit: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct NotionCredentials {
+    pub client_id: String,
+    pub client_secret: Secret<String>,
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{variable}: expected {expected}")]
+    Invalid {
+        variable: &'static str,
+        expected: String,
+    },
+    #[error("{variable} is required in production: {expected}")]
+    Required {
+        variable: &'static str,
+        expected: &'static str,
+    },
+    #[error("{variable}: could not use the generated secret file {}: {source}", path.display())]
+    SecretFile {
+        variable: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+fn required(variable: &'static str, expected: &'static str) -> ConfigError {
+    ConfigError::Required { variable, expected }
+}
+
+fn invalid(variable: &'static str, expected: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        variable,
+        expected: expected.into(),
+    }
+}
+
+impl Settings {
+    /// Reads the process environment after loading `.env` (if present). `overrides` come from
+    /// command-line flags and win over both.
+    pub fn from_env(overrides: &[(&'static str, String)]) -> Result<Self, ConfigError> {
+        // A missing .env file is normal; a malformed one is worth stopping for.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(invalid(".env", format!("a readable dotenv file ({e})"))),
+        }
+        Self::from_source(|name| {
+            overrides
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.clone())
+                .or_else(|| std::env::var(name).ok())
+        })
+    }
+
+    /// Builds settings from any variable lookup; tests pass a map.
+    pub fn from_source(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let env = match get("APP_ENV").as_deref().map(str::trim) {
+            None | Some("development") => AppEnv::Development,
+            Some("production") => AppEnv::Production,
+            Some(other) => {
+                return Err(invalid(
+                    "APP_ENV",
+                    format!("'development' or 'production', not '{other}'"),
+                ));
+            }
+        };
+        let production = env == AppEnv::Production;
+
+        let bind_addr = match get("BIND_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 8000)),
+            Some(raw) => raw.trim().parse().map_err(|_| {
+                invalid(
+                    "BIND_ADDR",
+                    format!("an IP address and port such as 127.0.0.1:8000, not '{raw}'"),
+                )
+            })?,
+        };
+
+        let public_url = match get("PUBLIC_URL") {
+            None if production => {
+                return Err(required("PUBLIC_URL", "the https origin of the service"));
+            }
+            None => Url::parse("http://localhost:8000").expect("valid default URL"),
+            Some(raw) => parse_public_url(&raw, env)?,
+        };
+        let web_url = match get("WEB_URL") {
+            None => public_url.clone(),
+            Some(raw) => parse_http_url("WEB_URL", &raw, env)?,
+        };
+
+        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "data".to_owned()));
+        let web_dir = PathBuf::from(get("WEB_DIR").unwrap_or_else(|| "web".to_owned()));
+        let database_url = match get("DATABASE_URL") {
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("notion-connect.db").display()
+            ),
+            Some(raw) => {
+                let raw = raw.trim().to_owned();
+                let known = ["sqlite:", "postgres://", "postgresql://"];
+                if !known.iter().any(|prefix| raw.starts_with(prefix)) {
+                    return Err(invalid("DATABASE_URL", "a sqlite:// or postgres:// URL"));
+                }
+                raw
+            }
+        };
+
+        let mut generated_secrets = Vec::new();
+        let jwt_secret = match get("JWT_SECRET") {
+            Some(raw) => parse_jwt_secret("JWT_SECRET", &raw)?,
+            None if production => {
+                return Err(required(
+                    "JWT_SECRET",
+                    "at least 32 random bytes, base64-encoded",
+                ));
+            }
+            None => {
+                let raw = load_or_generate(
+                    "JWT_SECRET",
+                    &data_dir.join(JWT_SECRET_FILE),
+                    &mut generated_secrets,
+                    || {
+                        crate::crypto::random_bytes::<48>()
+                            .map(|bytes| Secret::new(STANDARD.encode(bytes)))
+                    },
+                )?;
+                parse_jwt_secret("JWT_SECRET", raw.expose())?
+            }
+        };
+
+        let token_keys = match get("TOKEN_ENCRYPTION_KEYS") {
+            Some(raw) => parse_key_ring(&raw)?,
+            None if production => {
+                return Err(required(
+                    "TOKEN_ENCRYPTION_KEYS",
+                    "a key ring 'kid:base64key,...' (`notion-connect generate-key` prints an entry)",
+                ));
+            }
+            None => {
+                let raw = load_or_generate(
+                    "TOKEN_ENCRYPTION_KEYS",
+                    &data_dir.join(KEY_RING_FILE),
+                    &mut generated_secrets,
+                    || KeyRing::generate().map(|ring| ring.to_config_string()),
+                )?;
+                parse_key_ring(raw.expose())?
+            }
+        };
+
+        let credentials = match (get("NOTION_CLIENT_ID"), get("NOTION_CLIENT_SECRET")) {
+            (Some(client_id), Some(secret)) => Some(NotionCredentials {
+                client_id: client_id.trim().to_owned(),
+                client_secret: Secret::new(secret.trim().to_owned()),
+            }),
+            (None, None) if production => {
+                return Err(required(
+                    "NOTION_CLIENT_ID",
+                    "the Notion integration's OAuth client id and secret (the sandbox is for development only)",
+                ));
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "NOTION_CLIENT_SECRET",
+                    "a value whenever NOTION_CLIENT_ID is set",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "NOTION_CLIENT_ID",
+                    "a value whenever NOTION_CLIENT_SECRET is set",
+                ));
+            }
+        };
+        let api_base = match get("NOTION_API_BASE") {
+            None => Url::parse(DEFAULT_NOTION_API_BASE).expect("valid default URL"),
+            Some(raw) => parse_http_url("NOTION_API_BASE", &raw, env)?,
+        };
+        let version = match get("NOTION_VERSION") {
+            None => DEFAULT_NOTION_VERSION.to_owned(),
+            Some(raw) => parse_notion_version(raw.trim())?,
+        };
+
+        let notion_timeout = match get("NOTION_TIMEOUT") {
+            None => Duration::from_secs(15),
+            Some(raw) => parse_duration("NOTION_TIMEOUT", raw.trim(), 1, 120)?,
+        };
+
+        let notion_rate_limit = match get("NOTION_RATE_LIMIT") {
+            None => 3,
+            Some(raw) => raw
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        "NOTION_RATE_LIMIT",
+                        format!("requests per second, from 1 to 1000, not '{raw}'"),
+                    )
+                })?,
+        };
+
+        let allow_registration = match get("ALLOW_REGISTRATION") {
+            None => !production,
+            Some(raw) => parse_bool("ALLOW_REGISTRATION", &raw)?,
+        };
+        let cors_allowed_origins = match get("CORS_ALLOWED_ORIGINS") {
+            None => Vec::new(),
+            Some(raw) => raw
+                .split(',')
+                .map(str::trim)
+                .filter(|origin| !origin.is_empty())
+                .map(|origin| parse_origin(origin, env))
+                .collect::<Result<_, _>>()?,
+        };
+        let access_token_ttl = match get("ACCESS_TOKEN_TTL") {
+            None => Duration::from_secs(15 * 60),
+            Some(raw) => parse_duration("ACCESS_TOKEN_TTL", raw.trim(), 1, 24 * 3600)?,
+        };
+        let auth_rate_limit = match get("AUTH_RATE_LIMIT") {
+            None => 20,
+            Some(raw) => raw
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100_000).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        "AUTH_RATE_LIMIT",
+                        format!("requests per minute, from 1 to 100000, not '{raw}'"),
+                    )
+                })?,
+        };
+        let trusted_proxies = match get("TRUSTED_PROXIES") {
+            None => TrustedProxies::default(),
+            Some(raw) => TrustedProxies::parse(&raw).map_err(|reason| {
+                invalid(
+                    "TRUSTED_PROXIES",
+                    format!("IP addresses or CIDR blocks separated by commas ({reason})"),
+                )
+            })?,
+        };
+        let password_hash_concurrency = match get("PASSWORD_HASH_CONCURRENCY") {
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            Some(raw) => raw
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=256).contains(n))
+                .ok_or_else(|| {
+                    invalid(
+                        "PASSWORD_HASH_CONCURRENCY",
+                        format!("a number from 1 to 256, not '{raw}'"),
+                    )
+                })?,
+        };
+        let password_hash_wait = match get("PASSWORD_HASH_WAIT") {
+            None => Duration::from_secs(5),
+            Some(raw) => parse_duration("PASSWORD_HASH_WAIT", raw.trim(), 0, 60)?,
+        };
+        let log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
+            None if production => LogFormat::Json,
+            None => LogFormat::Pretty,
+            Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid(
+                    "LOG_FORMAT",
+                    format!("'pretty' or 'json', not '{other}'"),
+                ));
+            }
+        };
+
+        Ok(Self {
+            env,
+            bind_addr,
+            public_url,
+            web_url,
+            database_url: Secret::new(database_url),
+            data_dir,
+            web_dir,
+            jwt_secret,
+            token_keys,
+            notion: NotionSettings {
+                credentials,
+                api_base,
+                version,
+                timeout: notion_timeout,
+                rate_limit: notion_rate_limit,
+            },
+            allow_registration,
+            cors_allowed_origins,
+            access_token_ttl,
+            auth_rate_limit,
+            trusted_proxies,
+            password_hash_concurrency,
+            password_hash_wait,
+            log_format,
+            generated_secrets,
+        })
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.env == AppEnv::Production
+    }
+
+    /// True when the built-in Notion stand-in replaces Notion.
+    pub fn sandbox_enabled(&self) -> bool {
+        self.notion.credentials.is_none()
+    }
+}
+
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// An http(s) URL without query or fragment. Plain http is accepted only for loopback hosts in
+/// development; the trailing slash is dropped so paths can be appended.
+fn parse_http_url(variable: &'static str, raw: &str, env: AppEnv) -> Result<Url, ConfigError> {
+    let https_rule = if env == AppEnv::Production {
+        "an https URL (production refuses plain http)"
+    } else {
+        "an https URL, or http on a loopback host such as localhost"
+    };
+    let url = Url::parse(raw.trim()).map_err(|_| invalid(variable, https_rule))?;
+    let allowed = match url.scheme() {
+        "https" => true,
+        "http" => env == AppEnv::Development && is_loopback_host(&url),
+        _ => false,
+    };
+    if !allowed || url.host().is_none() {
+        return Err(invalid(variable, format!("{https_rule}, not '{url}'")));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(invalid(
+            variable,
+            "a URL without credentials, query or fragment",
+        ));
+    }
+    let mut url = url;
+    let trimmed = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&trimmed);
+    Ok(url)
+}
+
+/// `PUBLIC_URL` is an origin: the OAuth redirect URI is built from it and must match exactly.
+fn parse_public_url(raw: &str, env: AppEnv) -> Result<Url, ConfigError> {
+    let url = parse_http_url("PUBLIC_URL", raw, env)?;
+    if !url.path().is_empty() && url.path() != "/" {
+        return Err(invalid(
+            "PUBLIC_URL",
+            "an origin such as https://connect.example.com, without a path",
+        ));
+    }
+    Ok(url)
+}
+
+fn parse_origin(raw: &str, env: AppEnv) -> Result<String, ConfigError> {
+    let url = parse_http_url("CORS_ALLOWED_ORIGINS", raw, env)?;
+    if !url.path().is_empty() && url.path() != "/" {
+        return Err(invalid(
+            "CORS_ALLOWED_ORIGINS",
+            format!("origins of the form scheme://host[:port], not '{raw}'"),
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+fn parse_jwt_secret(variable: &'static str, raw: &str) -> Result<Secret<Vec<u8>>, ConfigError> {
+    let bytes = STANDARD
+        .decode(raw.trim())
+        .map_err(|_| invalid(variable, "base64-encoded random bytes"))?;
+    if bytes.len() < MIN_JWT_SECRET_LEN {
+        return Err(invalid(
+            variable,
+            format!(
+                "at least {MIN_JWT_SECRET_LEN} random bytes, base64-encoded (got {})",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(Secret::new(bytes))
+}
+
+fn parse_key_ring(raw: &str) -> Result<KeyRing, ConfigError> {
+    KeyRing::parse(raw.trim()).map_err(|reason| {
+        invalid(
+            "TOKEN_ENCRYPTION_KEYS",
+            format!("a key ring 'kid:base64key,...' of 32-byte keys ({reason})"),
+        )
+    })
+}
+
+fn parse_notion_version(raw: &str) -> Result<String, ConfigError> {
+    let well_formed = raw.len() == 10
+        && raw.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    // ISO dates compare correctly as strings.
+    if !well_formed || raw < OLDEST_NOTION_VERSION {
+        return Err(invalid(
+            "NOTION_VERSION",
+            format!(
+                "a Notion API version (YYYY-MM-DD) of {OLDEST_NOTION_VERSION} or later, not '{raw}'"
+            ),
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+fn parse_bool(variable: &'static str, raw: &str) -> Result<bool, ConfigError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(variable, format!("true or false, not '{raw}'"))),
+    }
+}
+
+/// Durations such as `90s`, `15m` or `1h`, from `min` to `max` seconds.
+fn parse_duration(
+    variable: &'static str,
+    raw: &str,
+    min: u64,
+    max: u64,
+) -> Result<Duration, ConfigError> {
+    let expected = || {
+        invalid(
+            variable,
+            format!("a duration from {min}s to {max}s such as 90s, 15m or 1h, not '{raw}'"),
+        )
+    };
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let number: u64 = number.parse().map_err(|_| expected())?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number.checked_mul(60).ok_or_else(expected)?,
+        "h" => number.checked_mul(3600).ok_or_else(expected)?,
+        _ => return Err(expected()),
+    };
+    if !(min..=max).contains(&seconds) {
+        return Err(expected());
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+/// Reads a development secret from `path`, or generates it and stores it there with mode 0600.
+///
+/// The file is written under a temporary name and hard-linked into place, so a second process
+/// starting at the same moment either wins the race or reads the complete winner; it never sees
+/// a half-written file. A secret generated by this call is added to `generated`.
+fn load_or_generate(
+    variable: &'static str,
+    path: &Path,
+    generated: &mut Vec<(&'static str, PathBuf)>,
+    generate: impl FnOnce() -> Result<Secret<String>, getrandom::Error>,
+) -> Result<Secret<String>, ConfigError> {
+    let file_error = |source: io::Error| ConfigError::SecretFile {
+        variable,
+        path: path.to_owned(),
+        source,
+    };
+    match fs::read_to_string(path) {
+        Ok(existing) => {
+            tighten_permissions(path).map_err(file_error)?;
+            return Ok(Secret::new(existing.trim().to_owned()));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(file_error(e)),
+    }
+
+    let dir = path.parent().unwrap_or(Path::new("."));
+    create_private_dir(dir).map_err(file_error)?;
+    let secret = generate().map_err(|e| file_error(io::Error::other(e)))?;
+    let temporary = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("secret"),
+        std::process::id()
+    ));
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)
+        .and_then(|mut file| {
+            file.write_all(secret.expose().as_bytes())?;
+            file.write_all(b"\n")?;
+            file.sync_all()
+        });
+    let linked = written.and_then(|()| fs::hard_link(&temporary, path));
+    let _ = fs::remove_file(&temporary);
+    match linked {
+        Ok(()) => {
+            generated.push((variable, path.to_owned()));
+            Ok(secret)
+        }
+        // Another process generated it first: use theirs.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let existing = fs::read_to_string(path).map_err(file_error)?;
+            Ok(Secret::new(existing.trim().to_owned()))
+        }
+        Err(e) => Err(file_error(e)),
+    }
+}
+
+/// Creates `dir` (and parents) readable by the owner only, when it does not exist yet.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+fn tighten_permissions(path: &Path) -> io::Result<()> {
+    let mode = fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const JWT: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+    const KEYS: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_source(|name| map.get(name).cloned())
+    }
+
+    fn production(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut vars = vec![
+            ("APP_ENV", "production"),
+            ("PUBLIC_URL", "https://connect.example.com"),
+            ("DATABASE_URL", "postgres://app@db/app"),
+            ("JWT_SECRET", JWT),
+            ("TOKEN_ENCRYPTION_KEYS", KEYS),
+            ("NOTION_CLIENT_ID", "client-id"),
+            ("NOTION_CLIENT_SECRET", "client-secret"),
+        ];
+        for (key, value) in extra {
+            vars.retain(|(k, _)| k != key);
+            vars.push((key, value));
+        }
+        vars
+    }
+
+    fn variable_of(err: ConfigError) -> &'static str {
+        match err {
+            ConfigError::Invalid { variable, .. }
+            | ConfigError::Required { variable, .. }
+            | ConfigError::SecretFile { variable, .. } => variable,
+        }
+    }
+
+    #[test]
+    fn development_defaults_generate_secrets_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let data = data.to_str().unwrap();
+        let first = settings(&[("DATA_DIR", data)]).unwrap();
+        assert_eq!(first.env, AppEnv::Development);
+        assert_eq!(first.bind_addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(first.public_url.as_str(), "http://localhost:8000/");
+        assert!(first.allow_registration);
+        assert!(first.sandbox_enabled());
+        assert_eq!(first.generated_secrets.len(), 2);
+        assert_eq!(first.access_token_ttl, Duration::from_secs(900));
+
+        for file in [JWT_SECRET_FILE, KEY_RING_FILE] {
+            let mode = fs::metadata(dir.path().join("data").join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+
+        let second = settings(&[("DATA_DIR", data)]).unwrap();
+        assert!(second.generated_secrets.is_empty());
+        assert_eq!(second.jwt_secret, first.jwt_secret);
+        assert_eq!(
+            second.token_keys.to_config_string(),
+            first.token_keys.to_config_string()
+        );
+    }
+
+    #[test]
+    fn production_accepts_a_complete_configuration() {
+        let s = settings(&production(&[])).unwrap();
+        assert!(s.is_production());
+        assert!(!s.allow_registration);
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert!(!s.sandbox_enabled());
+        assert!(s.generated_secrets.is_empty());
+    }
+
+    #[test]
+    fn production_refuses_missing_secrets_sandbox_and_plain_http() {
+        for missing in [
+            "JWT_SECRET",
+            "TOKEN_ENCRYPTION_KEYS",
+            "NOTION_CLIENT_ID",
+            "NOTION_CLIENT_SECRET",
+            "PUBLIC_URL",
+        ] {
+            let vars: Vec<_> = production(&[])
+                .into_iter()
+                .filter(|(k, _)| *k != missing)
+                .collect();
+            let err = settings(&vars).expect_err(missing);
+            assert_eq!(variable_of(err), missing);
+        }
+        let no_notion: Vec<_> = production(&[])
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("NOTION_CLIENT"))
+            .collect();
+        assert_eq!(
+            variable_of(settings(&no_notion).unwrap_err()),
+            "NOTION_CLIENT_ID"
+        );
+
+        for url in ["http://example.com", "http://localhost:8000"] {
+            let err = settings(&production(&[("PUBLIC_URL", url)])).unwrap_err();
+            assert_eq!(err.to_string().lines().count(), 1);
+            assert_eq!(variable_of(err), "PUBLIC_URL");
+        }
+        let err =
+            settings(&production(&[("NOTION_API_BASE", "http://127.0.0.1:9/v1")])).unwrap_err();
+        assert_eq!(variable_of(err), "NOTION_API_BASE");
+    }
+
+    #[test]
+    fn development_allows_http_only_on_loopback() {
+        let base = [("JWT_SECRET", JWT), ("TOKEN_ENCRYPTION_KEYS", KEYS)];
+        for ok in [
+            "http://localhost:3000",
+            "http://127.0.0.1:8000",
+            "http://[::1]:8000",
+            "https://x.example",
+        ] {
+            let vars = [base.as_slice(), &[("PUBLIC_URL", ok)]].concat();
+            settings(&vars).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "http://example.com",
+            "ftp://localhost",
+            "not a url",
+            "https://x.example/sub",
+            "https://u:p@x.example",
+        ] {
+            let vars = [base.as_slice(), &[("PUBLIC_URL", bad)]].concat();
+            assert_eq!(
+                variable_of(settings(&vars).unwrap_err()),
+                "PUBLIC_URL",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_values_name_their_variable() {
+        let base = [("JWT_SECRET", JWT), ("TOKEN_ENCRYPTION_KEYS", KEYS)];
+        for (variable, value) in [
+            ("APP_ENV", "staging"),
+            ("BIND_ADDR", "localhost"),
+            ("DATABASE_URL", "mysql://db"),
+            ("JWT_SECRET", "c2hvcnQ="),
+            ("JWT_SECRET", "not base64!"),
+            ("TOKEN_ENCRYPTION_KEYS", "k1:c2hvcnQ="),
+            ("NOTION_VERSION", "2022-06-28"),
+            ("NOTION_VERSION", "latest"),
+            ("ALLOW_REGISTRATION", "maybe"),
+            ("CORS_ALLOWED_ORIGINS", "https://app.example.com/path"),
+            ("ACCESS_TOKEN_TTL", "0s"),
+            ("ACCESS_TOKEN_TTL", "2d"),
+            ("ACCESS_TOKEN_TTL", "25h"),
+            ("LOG_FORMAT", "xml"),
+            ("AUTH_RATE_LIMIT", "0"),
+            ("TRUSTED_PROXIES", "10.0.0.0/40"),
+            ("PASSWORD_HASH_CONCURRENCY", "many"),
+            ("PASSWORD_HASH_WAIT", "2m"),
+            ("NOTION_CLIENT_ID", "only-the-id"),
+        ] {
+            let mut vars = base.to_vec();
+            vars.retain(|(k, _)| *k != variable);
+            vars.push((variable, value));
+            let err = settings(&vars).expect_err(variable);
+            let message = err.to_string();
+            let named = variable_of(err);
+            assert!(named.starts_with(&variable[..6]), "{variable} -> {named}");
+            assert!(message.starts_with(named));
+            if variable == "JWT_SECRET" {
+                assert!(!message.contains(value));
+            }
+        }
+    }
+
+    #[test]
+    fn optional_values_are_parsed() {
+        let s = settings(&[
+            ("JWT_SECRET", JWT),
+            ("TOKEN_ENCRYPTION_KEYS", KEYS),
+            ("ACCESS_TOKEN_TTL", "90s"),
+            (
+                "CORS_ALLOWED_ORIGINS",
+                "https://app.example.com, http://localhost:5173/",
+            ),
+            ("WEB_URL", "http://localhost:5173/app/"),
+            ("ALLOW_REGISTRATION", "no"),
+            ("NOTION_CLIENT_ID", ""),
+            ("AUTH_RATE_LIMIT", "5"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8"),
+            ("PASSWORD_HASH_WAIT", "0s"),
+        ])
+        .unwrap();
+        assert_eq!(s.auth_rate_limit, 5);
+        assert!(s.trusted_proxies.contains("10.9.8.7".parse().unwrap()));
+        assert_eq!(s.password_hash_wait, Duration::ZERO);
+        assert_eq!(s.access_token_ttl, Duration::from_secs(90));
+        assert_eq!(
+            s.cors_allowed_origins,
+            ["https://app.example.com", "http://localhost:5173"]
+        );
+        assert_eq!(s.web_url.as_str(), "http://localhost:5173/app");
+        assert!(!s.allow_registration);
+        assert!(s.sandbox_enabled(), "an empty variable counts as unset");
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let s = settings(&production(&[])).unwrap();
+        let shown = format!("{s:?}");
+        for secret in [
+            JWT,
+            "client-secret",
+            "postgres://app@db/app",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        ] {
+            assert!(!shown.contains(secret), "{secret} leaked");
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Database connection, migrations and the readiness check.
+//!
+//! SQLite is the zero-setup default; PostgreSQL is chosen by a `postgres://` `DATABASE_URL`. On
+//! SQLite every connection runs in WAL mode with foreign keys enforced and a busy timeout, so
+//! concurrent requests wait for a lock instead of failing at once.
+
+use std::{path::Path, time::Duration};
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr,
+    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
+};
+
+use crate::{config::create_private_dir, secret::Secret};
+
+/// How long a query may wait for the SQLite write lock.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// The readiness probe answers within this time whatever the database does.
+pub const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Opens the connection pool. For SQLite the database file's directory is created when missing.
+pub async fn connect(url: &Secret<String>) -> Result<DatabaseConnection, DbErr> {
+    let url = url.expose();
+    if let Some(dir) = sqlite_file(url).and_then(Path::parent) {
+        create_private_dir(dir).map_err(|e| {
+            DbErr::Custom(format!(
+                "cannot create the database directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(16)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        // Statements are logged at debug level by our own spans; sqlx's info-level statement log
+        // would drown everything else.
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        });
+    Database::connect(options).await
+}
+
+/// Applies every pending migration.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+/// Succeeds when the database answers a query that reads the schema, within
+/// [`READINESS_TIMEOUT`].
+///
+/// On SQLite the pool's connections keep working on a file that has been deleted or whose
+/// volume went away (they hold it open), so the probe also opens the file afresh, without
+/// creating it: a service writing to a vanished database must not report ready.
+pub async fn check_ready(db: &DatabaseConnection, url: &Secret<String>) -> Result<(), DbErr> {
+    let probe = async {
+        db.execute_unprepared(READINESS_QUERY).await?;
+        if sqlite_file(url.expose()).is_some() {
+            probe_sqlite_file(url.expose()).await?;
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(READINESS_TIMEOUT, probe).await {
+        Ok(result) => result,
+        Err(_) => Err(DbErr::Custom("the readiness query timed out".to_owned())),
+    }
+}
+
+const READINESS_QUERY: &str = "SELECT COUNT(*) FROM seaql_migrations";
+
+async fn probe_sqlite_file(url: &str) -> Result<(), DbErr> {
+    use sea_orm::sqlx::{ConnectOptions as _, Connection as _, sqlite::SqliteConnectOptions};
+    let to_db_err = |e: sea_orm::sqlx::Error| DbErr::Custom(format!("sqlite file probe: {e}"));
+    let options = url
+        .parse::<SqliteConnectOptions>()
+        .map_err(to_db_err)?
+        .create_if_missing(false)
+        .read_only(true)
+        .busy_timeout(READINESS_TIMEOUT);
+    let mut connection = options.connect().await.map_err(to_db_err)?;
+    let result = sea_orm::sqlx::query(READINESS_QUERY)
+        .execute(&mut connection)
+        .await
+        .map(|_| ())
+        .map_err(to_db_err);
+    let _ = connection.close().await;
+    result
+}
+
+/// The file behind a `sqlite:` URL, or `None` for in-memory and non-SQLite databases.
+fn sqlite_file(url: &str) -> Option<&Path> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| Path::new(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_sqlite_file_in_a_url() {
+        assert_eq!(
+            sqlite_file("sqlite://data/app.db?mode=rwc"),
+            Some(Path::new("data/app.db"))
+        );
+        assert_eq!(
+            sqlite_file("sqlite:///tmp/x.db"),
+            Some(Path::new("/tmp/x.db"))
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://db/app"), None);
+    }
+}

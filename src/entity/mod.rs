@@ -1,0 +1,7 @@
+//! sea-orm entities: the shape of the tables, nothing more. Queries live in `crate::store`.
+
+pub mod login_attempt;
+pub mod notion_connection;
+pub mod oauth_state;
+pub mod session;
+pub mod user;

@@ -1,0 +1,276 @@
+//! Calls to Notion's API on behalf of a connection: bounded in time and size, rate-limited per
+//! connection, and retried when Notion says so.
+//!
+//! Every call has one overall deadline (`NOTION_TIMEOUT`) that covers all attempts, so the
+//! caller always gets an answer in time. 429 and 529 are retried after `Retry-After`; 500, 502,
+//! 503 and 504 are retried with exponential backoff and jitter (search is a read, so this is
+//! safe). Other errors are returned at once.
+
+use std::time::{Duration, Instant};
+
+use poem::http::StatusCode;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::NotionEndpoints;
+use crate::auth::throttle::RateLimiter;
+
+/// The largest response body accepted from Notion.
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// Attempts per call, the first included (the official SDK makes the same number).
+const MAX_ATTEMPTS: u32 = 3;
+const BASE_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(4);
+
+/// Why a call to Notion did not produce a usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum NotionError {
+    /// The token is not (or no longer) accepted.
+    #[error("Notion refused the token")]
+    Unauthorized,
+    /// Still rate limited after the retries; `retry_after` is Notion's last advice.
+    #[error("Notion rate limit")]
+    RateLimited { retry_after: Option<Duration> },
+    /// No answer within the deadline.
+    #[error("Notion did not answer in time")]
+    Timeout,
+    /// An error status, with Notion's `code` and `request_id` when the body carried them.
+    #[error("Notion answered {status} ({code:?}, request {request_id:?})")]
+    Status {
+        status: u16,
+        code: Option<String>,
+        request_id: Option<String>,
+    },
+    /// Not a usable response: unreachable, too large, or not the JSON expected.
+    #[error("Notion's answer was unusable: {0}")]
+    Unusable(String),
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    code: Option<String>,
+    request_id: Option<String>,
+}
+
+pub struct NotionClient {
+    http: reqwest::Client,
+    endpoints: NotionEndpoints,
+    deadline: Duration,
+    limiter: RateLimiter<Uuid>,
+}
+
+impl NotionClient {
+    pub fn new(
+        http: reqwest::Client,
+        endpoints: NotionEndpoints,
+        deadline: Duration,
+        requests_per_second: u32,
+    ) -> Self {
+        Self {
+            http,
+            endpoints,
+            deadline,
+            limiter: RateLimiter::per_second(requests_per_second),
+        }
+    }
+
+    /// `POST /search` for `connection`. Returns the raw JSON body, to be parsed in place.
+    pub async fn search(
+        &self,
+        connection: Uuid,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Result<Vec<u8>, NotionError> {
+        self.post_with_retries(connection, "/search", token, body)
+            .await
+    }
+
+    async fn post_with_retries(
+        &self,
+        connection: Uuid,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> Result<Vec<u8>, NotionError> {
+        let deadline = Instant::now() + self.deadline;
+        let url = self.endpoints.url(path);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.wait_for_rate_limit(connection, deadline).await?;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let request = self
+                .http
+                .post(url.clone())
+                .bearer_auth(token)
+                .header("Notion-Version", &self.endpoints.version)
+                .json(body)
+                .timeout(remaining)
+                .send();
+            let response = match tokio::time::timeout(remaining, request).await {
+                Err(_) => return Err(NotionError::Timeout),
+                Ok(Err(e)) if e.is_timeout() => return Err(NotionError::Timeout),
+                Ok(Err(e)) => {
+                    let error =
+                        NotionError::Unusable(format!("request failed: {}", e.without_url()));
+                    self.pause_before_retry(attempt, backoff(attempt), deadline, error)
+                        .await?;
+                    continue;
+                }
+                Ok(Ok(response)) => response,
+            };
+            let status = response.status();
+            let retry_after = retry_after(&response);
+            let body = read_capped(response, deadline).await?;
+            match status {
+                StatusCode::OK => return Ok(body),
+                StatusCode::UNAUTHORIZED => return Err(NotionError::Unauthorized),
+                StatusCode::TOO_MANY_REQUESTS => {
+                    let error = NotionError::RateLimited { retry_after };
+                    let wait = retry_after.unwrap_or_else(|| backoff(attempt));
+                    self.pause_before_retry(attempt, wait, deadline, error)
+                        .await?;
+                }
+                s if s.as_u16() == 529 => {
+                    let error = NotionError::RateLimited { retry_after };
+                    let wait = retry_after.unwrap_or_else(|| backoff(attempt));
+                    self.pause_before_retry(attempt, wait, deadline, error)
+                        .await?;
+                }
+                StatusCode::INTERNAL_SERVER_ERROR
+                | StatusCode::BAD_GATEWAY
+                | StatusCode::SERVICE_UNAVAILABLE
+                | StatusCode::GATEWAY_TIMEOUT => {
+                    let error = status_error(status, &body);
+                    self.pause_before_retry(attempt, backoff(attempt), deadline, error)
+                        .await?;
+                }
+                _ => return Err(status_error(status, &body)),
+            }
+        }
+    }
+
+    /// Sleeps `wait` and lets the loop try again, or gives up with `error` when attempts are used
+    /// up or the wait would pass the deadline.
+    async fn pause_before_retry(
+        &self,
+        attempt: u32,
+        wait: Duration,
+        deadline: Instant,
+        error: NotionError,
+    ) -> Result<(), NotionError> {
+        if attempt >= MAX_ATTEMPTS || Instant::now() + wait >= deadline {
+            return Err(error);
+        }
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
+    /// Waits for the connection's share of Notion's rate limit, or refuses when the wait would
+    /// pass the deadline.
+    async fn wait_for_rate_limit(
+        &self,
+        connection: Uuid,
+        deadline: Instant,
+    ) -> Result<(), NotionError> {
+        loop {
+            match self.limiter.check(connection) {
+                Ok(()) => return Ok(()),
+                Err(wait) if Instant::now() + wait < deadline => tokio::time::sleep(wait).await,
+                Err(wait) => {
+                    return Err(NotionError::RateLimited {
+                        retry_after: Some(wait),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// `Retry-After` in whole seconds (the only form Notion sends).
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Exponential backoff with jitter: a random point in the upper half of 250 ms · 2^(n-1), at
+/// most 4 s.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = BASE_BACKOFF
+        .saturating_mul(1 << (attempt.saturating_sub(1)).min(8))
+        .min(MAX_BACKOFF);
+    let jitter = crate::crypto::random_bytes::<2>()
+        .map(|b| f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX))
+        .unwrap_or(0.5);
+    ceiling.mul_f64(0.5 + jitter / 2.0)
+}
+
+fn status_error(status: StatusCode, body: &[u8]) -> NotionError {
+    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    NotionError::Status {
+        status: status.as_u16(),
+        code: parsed.as_ref().and_then(|b| b.code.clone()),
+        request_id: parsed.and_then(|b| b.request_id),
+    }
+}
+
+/// Reads the body, refusing more than [`MAX_RESPONSE_BYTES`] and stopping at the deadline.
+async fn read_capped(
+    mut response: reqwest::Response,
+    deadline: Instant,
+) -> Result<Vec<u8>, NotionError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(NotionError::Unusable("response too large".into()));
+    }
+    let mut body = Vec::new();
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let chunk = match tokio::time::timeout(remaining, response.chunk()).await {
+            Err(_) => return Err(NotionError::Timeout),
+            Ok(Err(e)) if e.is_timeout() => return Err(NotionError::Timeout),
+            Ok(Err(e)) => {
+                return Err(NotionError::Unusable(format!(
+                    "reading failed: {}",
+                    e.without_url()
+                )));
+            }
+            Ok(Ok(chunk)) => chunk,
+        };
+        let Some(chunk) = chunk else {
+            return Ok(body);
+        };
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(NotionError::Unusable("response too large".into()));
+        }
+        body.extend_from_slice(&chunk);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_stays_bounded() {
+        for attempt in 1..=10 {
+            let ceiling = BASE_BACKOFF
+                .saturating_mul(1 << (attempt - 1).min(8))
+                .min(MAX_BACKOFF);
+            let wait = backoff(attempt);
+            assert!(
+                wait >= ceiling / 2 && wait <= ceiling,
+                "{attempt}: {wait:?}"
+            );
+        }
+    }
+}

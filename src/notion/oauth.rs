@@ -1,0 +1,260 @@
+//! Notion's OAuth endpoints through the `oauth2` crate: the authorize URL, the one-time code
+//! exchange (HTTP Basic client authentication), and token revocation.
+
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
+    ErrorResponse, ExtraTokenFields, RedirectUrl, RequestTokenError, StandardRevocableToken,
+    StandardTokenResponse, TokenResponse, TokenUrl,
+    basic::{BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType},
+};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::NotionEndpoints;
+use crate::secret::Secret;
+
+/// The fields Notion adds to its token response.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct NotionTokenFields {
+    /// Always present after a code exchange; a refresh may leave it out.
+    #[serde(default)]
+    pub bot_id: String,
+    #[serde(default)]
+    pub workspace_id: String,
+    #[serde(default)]
+    pub workspace_name: Option<String>,
+    #[serde(default)]
+    pub workspace_icon: Option<String>,
+    #[serde(default)]
+    pub owner: Option<Owner>,
+    #[serde(default)]
+    pub duplicated_template_id: Option<String>,
+}
+
+impl ExtraTokenFields for NotionTokenFields {}
+
+/// Who authorized: a user (possibly partial) or the whole workspace.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Owner {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<OwnerUser>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct OwnerUser {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<Person>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Person {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// Notion answers token errors in two shapes: RFC 6749 (`error`, `error_description`) and its
+/// API shape (`object: "error"`, `code`, `message`). Both are accepted.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum NotionTokenError {
+    Rfc6749 {
+        error: String,
+        #[serde(default)]
+        error_description: Option<String>,
+    },
+    Api {
+        code: String,
+        #[serde(default)]
+        message: Option<String>,
+    },
+}
+
+impl NotionTokenError {
+    pub fn code(&self) -> &str {
+        match self {
+            Self::Rfc6749 { error, .. } => error,
+            Self::Api { code, .. } => code,
+        }
+    }
+}
+
+impl std::fmt::Display for NotionTokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl ErrorResponse for NotionTokenError {}
+
+type TokenBody = StandardTokenResponse<NotionTokenFields, BasicTokenType>;
+
+type OAuthClient = oauth2::Client<
+    NotionTokenError,
+    TokenBody,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
+
+/// A successful code exchange.
+pub struct Grant {
+    pub access_token: Secret<String>,
+    pub refresh_token: Option<Secret<String>>,
+    pub fields: NotionTokenFields,
+}
+
+/// Why an exchange failed, in the terms the callback reports to the browser.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// Notion refused the code (`invalid_grant` and the like).
+    #[error("Notion refused the authorization code: {0}")]
+    Refused(String),
+    /// Notion could not be reached or did not answer usefully (timeout, 5xx, HTML page).
+    #[error("Notion is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Codes that mean "try again later" rather than "this code is bad".
+const TRANSIENT_CODES: &[&str] = &[
+    "temporarily_unavailable",
+    "server_error",
+    "internal_server_error",
+    "service_unavailable",
+    "bad_gateway",
+    "gateway_timeout",
+    "database_connection_unavailable",
+    "service_overload",
+    "rate_limited",
+];
+
+#[derive(Clone)]
+pub struct NotionOAuth {
+    client: OAuthClient,
+    endpoints: NotionEndpoints,
+    http: reqwest::Client,
+}
+
+impl NotionOAuth {
+    pub fn new(endpoints: NotionEndpoints, http: reqwest::Client) -> Self {
+        let client = oauth2::Client::new(ClientId::new(endpoints.client_id.clone()))
+            .set_client_secret(ClientSecret::new(endpoints.client_secret.expose().clone()))
+            .set_auth_uri(AuthUrl::from_url(endpoints.authorize_url.clone()))
+            .set_token_uri(TokenUrl::from_url(endpoints.url("/oauth/token")))
+            .set_redirect_uri(RedirectUrl::from_url(endpoints.redirect_uri.clone()));
+        Self {
+            client,
+            endpoints,
+            http,
+        }
+    }
+
+    pub fn endpoints(&self) -> &NotionEndpoints {
+        &self.endpoints
+    }
+
+    /// The consent page URL: `client_id`, `redirect_uri`, `response_type=code`, `owner=user` and
+    /// `state`, nothing else (no scope, no PKCE: Notion uses neither).
+    pub fn authorize_url(&self, state: &str) -> Url {
+        let state = state.to_owned();
+        let (url, _) = self
+            .client
+            .authorize_url(move || CsrfToken::new(state))
+            .add_extra_param("owner", "user")
+            .url();
+        url
+    }
+
+    /// Exchanges an authorization code, once: this is never retried, because a code works only
+    /// once and a retry could only fail or, worse, race the first attempt.
+    pub async fn exchange(&self, code: &str) -> Result<Grant, ExchangeError> {
+        let response = self
+            .client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .request_async(&self.http)
+            .await
+            .map_err(classify)?;
+        if response.extra_fields().bot_id.is_empty() {
+            return Err(ExchangeError::Unavailable(
+                "the token response has no bot_id".into(),
+            ));
+        }
+        Ok(Grant {
+            access_token: Secret::new(response.access_token().secret().clone()),
+            refresh_token: response
+                .refresh_token()
+                .map(|token| Secret::new(token.secret().clone())),
+            fields: response.extra_fields().clone(),
+        })
+    }
+
+    /// Exchanges a refresh token for a new pair (Notion rotates both). Never retried: the old
+    /// refresh token may already be spent.
+    pub async fn refresh(&self, refresh_token: &Secret<String>) -> Result<Grant, ExchangeError> {
+        let response = self
+            .client
+            .exchange_refresh_token(&oauth2::RefreshToken::new(refresh_token.expose().clone()))
+            .request_async(&self.http)
+            .await
+            .map_err(classify)?;
+        Ok(Grant {
+            access_token: Secret::new(response.access_token().secret().clone()),
+            refresh_token: response
+                .refresh_token()
+                .map(|token| Secret::new(token.secret().clone())),
+            fields: response.extra_fields().clone(),
+        })
+    }
+
+    /// Asks Notion to revoke a token. Errors are reported for logging; callers do not wait on
+    /// revocation succeeding.
+    pub async fn revoke(&self, token: &Secret<String>) -> Result<(), String> {
+        let response = self
+            .http
+            .post(self.endpoints.url("/oauth/revoke"))
+            .basic_auth(
+                &self.endpoints.client_id,
+                Some(self.endpoints.client_secret.expose()),
+            )
+            .header("Notion-Version", &self.endpoints.version)
+            .json(&serde_json::json!({ "token": token.expose() }))
+            .send()
+            .await
+            .map_err(|e| format!("revoke request failed: {}", e.without_url()))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("revoke answered {}", response.status()))
+        }
+    }
+}
+
+fn classify<E: std::error::Error>(err: RequestTokenError<E, NotionTokenError>) -> ExchangeError {
+    match err {
+        RequestTokenError::ServerResponse(error) if TRANSIENT_CODES.contains(&error.code()) => {
+            ExchangeError::Unavailable(format!("token endpoint answered {}", error.code()))
+        }
+        RequestTokenError::ServerResponse(error) => ExchangeError::Refused(error.code().to_owned()),
+        RequestTokenError::Request(e) => {
+            ExchangeError::Unavailable(format!("token request failed: {e}"))
+        }
+        // The body is not a token or error document, e.g. an HTML page from a proxy. It is not
+        // logged: it could echo the request.
+        RequestTokenError::Parse(e, _) => {
+            ExchangeError::Unavailable(format!("unreadable token response ({e})"))
+        }
+        RequestTokenError::Other(e) => ExchangeError::Unavailable(e),
+    }
+}

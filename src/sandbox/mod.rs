@@ -1,0 +1,579 @@
+//! The Notion sandbox: a small stand-in for Notion's OAuth endpoints, mounted at
+//! `/sandbox/notion/v1` in development when no Notion credentials are configured.
+//!
+//! The service talks to it over real HTTP exactly as it would to Notion, so the whole connect
+//! flow can be tried with nothing else installed. It checks what Notion checks (client id,
+//! redirect URI, HTTP Basic client authentication, single-use short-lived codes) and answers in
+//! Notion's shapes. Its state lives in memory: restarting the service forgets its tokens, and
+//! connections made before then need to be connected again.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD, engine::general_purpose::URL_SAFE_NO_PAD};
+use poem::{
+    Body, Endpoint, EndpointExt, IntoResponse, Request, Response, Route, handler,
+    http::{HeaderValue, StatusCode, header},
+    post,
+    web::{Data, Html, Query},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{notion::NotionEndpoints, secret::Secret};
+
+pub mod workspace;
+
+/// Every sandbox authorization is by the same person in the same workspace, so it yields the
+/// same bot id, just as re-authorizing in Notion does.
+pub const SANDBOX_BOT_ID: &str = "5a4d1b0e-0000-4000-8000-5a4db0000001";
+pub const SANDBOX_WORKSPACE_ID: &str = "5a4d1b0e-0000-4000-8000-5a4d00000002";
+pub const SANDBOX_WORKSPACE_NAME: &str = "Sandbox Workspace";
+const CODE_LIFETIME: Duration = Duration::from_secs(60);
+/// The page may show only itself and submit only to itself (the redirect it answers with goes
+/// to the service's own callback).
+const PAGE_CSP: &str =
+    "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// What the sandbox knows: its client credentials and the tokens it has issued.
+#[derive(Clone)]
+pub struct Sandbox {
+    client_id: String,
+    client_secret: Secret<String>,
+    redirect_uri: String,
+    issued: Arc<Mutex<Issued>>,
+}
+
+#[derive(Default)]
+struct Issued {
+    codes: HashMap<String, (String, Instant)>,
+    access_tokens: HashSet<String>,
+    refresh_tokens: HashSet<String>,
+}
+
+impl Sandbox {
+    pub fn new(endpoints: &NotionEndpoints) -> Self {
+        Self {
+            client_id: endpoints.client_id.clone(),
+            client_secret: endpoints.client_secret.clone(),
+            redirect_uri: endpoints.redirect_uri.to_string(),
+            issued: Arc::default(),
+        }
+    }
+
+    /// Whether `token` is a live access token (for the sandbox's API endpoints).
+    pub fn is_live_access_token(&self, token: &str) -> bool {
+        self.lock().access_tokens.contains(token)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Issued> {
+        self.issued.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The sandbox's routes, to be nested at [`crate::notion::SANDBOX_PATH`].
+    pub fn routes(self) -> impl Endpoint<Output = Response> {
+        Route::new()
+            .at("/oauth/authorize", poem::get(consent_page).post(decide))
+            .at("/oauth/token", post(token_endpoint))
+            .at("/oauth/revoke", post(revoke))
+            .at("/oauth/introspect", post(introspect))
+            .at("/search", post(search))
+            .data(self)
+            .map_to_response()
+    }
+}
+
+/// A random token with a recognisable prefix, like Notion's `secret_...` and `nrt_...`.
+fn random_token(prefix: &str) -> Option<String> {
+    let bytes: [u8; 24] = crate::crypto::random_bytes().ok()?;
+    Some(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+fn no_randomness() -> Response {
+    notion_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_server_error",
+        "No randomness available.",
+    )
+}
+
+#[derive(Deserialize)]
+struct AuthorizeQuery {
+    client_id: Option<String>,
+    redirect_uri: Option<String>,
+    response_type: Option<String>,
+    owner: Option<String>,
+    state: Option<String>,
+}
+
+/// Like Notion, a bad client id or redirect URI gets an error page, never a redirect.
+fn rejection(
+    sandbox: &Sandbox,
+    client_id: Option<&str>,
+    redirect_uri: Option<&str>,
+) -> Option<Response> {
+    let page = |message: &str| {
+        page_response(
+            StatusCode::BAD_REQUEST,
+            &format!("<h1>Cannot authorize</h1><p>{}</p>", escape(message)),
+        )
+    };
+    if client_id != Some(sandbox.client_id.as_str()) {
+        return Some(page("Unknown integration: the client_id is not valid."));
+    }
+    if redirect_uri != Some(sandbox.redirect_uri.as_str()) {
+        return Some(page(
+            "The redirect_uri does not match the integration's settings.",
+        ));
+    }
+    None
+}
+
+#[handler]
+fn consent_page(sandbox: Data<&Sandbox>, query: Query<AuthorizeQuery>) -> Response {
+    if let Some(response) = rejection(
+        &sandbox,
+        query.client_id.as_deref(),
+        query.redirect_uri.as_deref(),
+    ) {
+        return response;
+    }
+    if query.response_type.as_deref() != Some("code") || query.owner.as_deref() != Some("user") {
+        return page_response(
+            StatusCode::BAD_REQUEST,
+            "<h1>Cannot authorize</h1><p>Expected response_type=code and owner=user.</p>",
+        );
+    }
+    let hidden = |name: &str, value: &str| {
+        format!(
+            r#"<input type="hidden" name="{name}" value="{}">"#,
+            escape(value)
+        )
+    };
+    let body = format!(
+        r#"<h1>Notion sandbox</h1>
+<p>An application asks to access <strong>{SANDBOX_WORKSPACE_NAME}</strong>, a pretend workspace
+served by notion-connect for development. No real Notion data is involved.</p>
+<form method="post" action="authorize">
+{}{}{}
+<button type="submit" name="decision" value="allow">Allow access</button>
+<button type="submit" name="decision" value="cancel">Cancel</button>
+</form>"#,
+        hidden("client_id", query.client_id.as_deref().unwrap_or_default()),
+        hidden(
+            "redirect_uri",
+            query.redirect_uri.as_deref().unwrap_or_default()
+        ),
+        hidden("state", query.state.as_deref().unwrap_or_default()),
+    );
+    page_response(StatusCode::OK, &body)
+}
+
+#[handler]
+async fn decide(sandbox: Data<&Sandbox>, body: Body) -> Response {
+    let form = match read_fields(None, body).await {
+        Ok(form) => form,
+        Err(response) => return response,
+    };
+    let field = |name: &str| form.get(name).map(String::as_str);
+    if let Some(response) = rejection(&sandbox, field("client_id"), field("redirect_uri")) {
+        return response;
+    }
+    let mut target = url::Url::parse(&sandbox.redirect_uri).expect("validated at start-up");
+    {
+        let mut query = target.query_pairs_mut();
+        if field("decision") == Some("allow") {
+            let Some(code) = random_token("sbx_code_") else {
+                return no_randomness();
+            };
+            sandbox.lock().codes.insert(
+                code.clone(),
+                (sandbox.redirect_uri.clone(), Instant::now() + CODE_LIFETIME),
+            );
+            query.append_pair("code", &code);
+        } else {
+            query.append_pair("error", "access_denied");
+        }
+        if let Some(state) = field("state").filter(|s| !s.is_empty()) {
+            query.append_pair("state", state);
+        }
+    }
+    Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, target.as_str())
+        .finish()
+}
+
+#[handler]
+async fn token_endpoint(sandbox: Data<&Sandbox>, req: &Request, body: Body) -> Response {
+    let fields = match client_request(&sandbox, req, body).await {
+        Ok(fields) => fields,
+        Err(response) => return response,
+    };
+    let field = |name: &str| fields.get(name).map(String::as_str);
+    let mut issued = sandbox.lock();
+    match field("grant_type") {
+        Some("authorization_code") => {
+            let Some(code) = field("code") else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "code is required.",
+                );
+            };
+            // Single use: the code is gone whatever happens next.
+            let Some((redirect_uri, expires)) = issued.codes.remove(code) else {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "The code is invalid or was used.",
+                );
+            };
+            if Instant::now() > expires {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "The code expired.",
+                );
+            }
+            if field("redirect_uri") != Some(redirect_uri.as_str()) {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "redirect_uri does not match.",
+                );
+            }
+        }
+        Some("refresh_token") => {
+            let presented = field("refresh_token").unwrap_or_default();
+            // Rotation: the old refresh token stops working.
+            if !issued.refresh_tokens.remove(presented) {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "The refresh token is invalid.",
+                );
+            }
+        }
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "Unsupported grant_type.",
+            );
+        }
+    }
+    let (access_token, refresh_token) =
+        match (random_token("secret_sbx_"), random_token("nrt_sbx_")) {
+            (Some(access), Some(refresh)) => (access, refresh),
+            _ => return no_randomness(),
+        };
+    issued.access_tokens.insert(access_token.clone());
+    issued.refresh_tokens.insert(refresh_token.clone());
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "access_token": access_token,
+            "token_type": "bearer",
+            "refresh_token": refresh_token,
+            "bot_id": SANDBOX_BOT_ID,
+            "workspace_id": SANDBOX_WORKSPACE_ID,
+            "workspace_name": SANDBOX_WORKSPACE_NAME,
+            "workspace_icon": "🧪",
+            "owner": {
+                "type": "user",
+                "user": {
+                    "object": "user",
+                    "id": "5a4d1b0e-0000-4000-8000-5a4d00000003",
+                    "name": "Sandbox User",
+                    "avatar_url": null,
+                    "type": "person",
+                    "person": { "email": "sandbox.user@example.com" }
+                }
+            },
+            "duplicated_template_id": null,
+            "request_id": uuid::Uuid::now_v7(),
+        }),
+    )
+}
+
+#[handler]
+async fn revoke(sandbox: Data<&Sandbox>, req: &Request, body: Body) -> Response {
+    let fields = match client_request(&sandbox, req, body).await {
+        Ok(fields) => fields,
+        Err(response) => return response,
+    };
+    let token = fields.get("token").cloned().unwrap_or_default();
+    let mut issued = sandbox.lock();
+    issued.access_tokens.remove(&token);
+    issued.refresh_tokens.remove(&token);
+    json_response(StatusCode::OK, &json!({}))
+}
+
+#[handler]
+async fn introspect(sandbox: Data<&Sandbox>, req: &Request, body: Body) -> Response {
+    let fields = match client_request(&sandbox, req, body).await {
+        Ok(fields) => fields,
+        Err(response) => return response,
+    };
+    let token = fields.get("token").cloned().unwrap_or_default();
+    let active = sandbox.is_live_access_token(&token);
+    json_response(StatusCode::OK, &json!({ "active": active }))
+}
+
+#[derive(Deserialize, Default)]
+struct SearchBody {
+    query: Option<String>,
+    filter: Option<SearchFilter>,
+    sort: Option<SearchSort>,
+    start_cursor: Option<String>,
+    page_size: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct SearchFilter {
+    property: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+struct SearchSort {
+    direction: String,
+    timestamp: String,
+}
+
+const CURSOR_PREFIX: &str = "sbx:";
+
+/// `POST /search` over the seeded workspace, in Notion's shape: title query (case-insensitive),
+/// object filter, sort by last edited time, and opaque cursors.
+#[handler]
+async fn search(sandbox: Data<&Sandbox>, req: &Request, body: Body) -> Response {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !bearer.is_some_and(|token| sandbox.is_live_access_token(token)) {
+        return notion_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "API token is invalid.",
+        );
+    }
+    if req.headers().get("notion-version").is_none() {
+        return notion_error(
+            StatusCode::BAD_REQUEST,
+            "missing_version",
+            "Notion-Version header failed validation: Notion-Version header should be defined.",
+        );
+    }
+    let Ok(bytes) = body.into_bytes().await else {
+        return notion_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Unreadable body.",
+        );
+    };
+    let request: SearchBody = if bytes.is_empty() {
+        SearchBody::default()
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(request) => request,
+            Err(_) => {
+                return notion_error(StatusCode::BAD_REQUEST, "invalid_json", "Invalid JSON.");
+            }
+        }
+    };
+    let invalid =
+        |message: &str| notion_error(StatusCode::BAD_REQUEST, "validation_error", message);
+    let page_size = request.page_size.unwrap_or(100);
+    if !(1..=100).contains(&page_size) {
+        return invalid("body.page_size should be between 1 and 100.");
+    }
+    let object = match &request.filter {
+        None => None,
+        Some(f) if f.property == "object" && (f.value == "page" || f.value == "data_source") => {
+            Some(f.value.as_str())
+        }
+        Some(_) => return invalid("body.filter.value should be \"page\" or \"data_source\"."),
+    };
+    let ascending = match &request.sort {
+        None => false,
+        Some(s) if s.timestamp == "last_edited_time" && s.direction == "ascending" => true,
+        Some(s) if s.timestamp == "last_edited_time" && s.direction == "descending" => false,
+        Some(_) => return invalid("body.sort should sort by last_edited_time."),
+    };
+    let start = match request.start_cursor.as_deref() {
+        None => 0,
+        Some(cursor) => match URL_SAFE_NO_PAD
+            .decode(cursor)
+            .ok()
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|raw| {
+                raw.strip_prefix(CURSOR_PREFIX)
+                    .and_then(|n| n.parse::<usize>().ok())
+            }) {
+            Some(offset) => offset,
+            None => return invalid("body.start_cursor should be a valid cursor."),
+        },
+    };
+
+    let needle = request
+        .query
+        .as_deref()
+        .map(str::to_lowercase)
+        .filter(|q| !q.trim().is_empty());
+    let mut matching: Vec<&workspace::SeedItem> = workspace::items()
+        .iter()
+        .filter(|item| object.is_none_or(|o| item.object == o))
+        .filter(|item| match &needle {
+            None => true,
+            Some(needle) => !item.partial && item.title.to_lowercase().contains(needle.as_str()),
+        })
+        .collect();
+    matching.sort_by_key(|item| item.last_edited_time);
+    if !ascending {
+        matching.reverse();
+    }
+    let end = (start + page_size as usize).min(matching.len());
+    let page = matching.get(start..end).unwrap_or_default();
+    let has_more = end < matching.len();
+    let next_cursor = has_more.then(|| URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{end}")));
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "object": "list",
+            "results": page.iter().map(|item| item.to_json()).collect::<Vec<_>>(),
+            "next_cursor": next_cursor,
+            "has_more": has_more,
+            "type": "page_or_data_source",
+            "page_or_data_source": {},
+            "request_id": uuid::Uuid::now_v7(),
+        }),
+    )
+}
+
+/// The fields of a request from the integration, after checking its HTTP Basic credentials.
+async fn client_request(
+    sandbox: &Sandbox,
+    req: &Request,
+    body: Body,
+) -> Result<HashMap<String, String>, Response> {
+    if !client_authenticated(sandbox, req) {
+        return Err(oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "Client authentication failed.",
+        ));
+    }
+    read_fields(content_type(req), body).await
+}
+
+fn content_type(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// HTTP Basic `client_id:client_secret`, as Notion requires.
+fn client_authenticated(sandbox: &Sandbox, req: &Request) -> bool {
+    let expected = STANDARD.encode(format!(
+        "{}:{}",
+        sandbox.client_id,
+        sandbox.client_secret.expose()
+    ));
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .is_some_and(|given| given.len() == expected.len() && given == expected)
+}
+
+/// The fields of a JSON object or form-encoded body, as strings.
+async fn read_fields(
+    content_type: Option<&str>,
+    body: Body,
+) -> Result<HashMap<String, String>, Response> {
+    let bytes = body.into_bytes().await.map_err(|_| {
+        oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "The body could not be read.",
+        )
+    })?;
+    if content_type.is_some_and(|ct| ct.starts_with("application/json")) {
+        let value: Value = serde_json::from_slice(&bytes).map_err(|_| {
+            notion_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                "The body is not valid JSON.",
+            )
+        })?;
+        let object = value.as_object().ok_or_else(|| {
+            notion_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                "The body must be an object.",
+            )
+        })?;
+        Ok(object
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+            .collect())
+    } else {
+        Ok(url::form_urlencoded::parse(&bytes).into_owned().collect())
+    }
+}
+
+/// RFC 6749 error shape, used by Notion's OAuth endpoints.
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    json_response(
+        status,
+        &json!({ "error": error, "error_description": description }),
+    )
+}
+
+/// Notion's API error shape.
+fn notion_error(status: StatusCode, code: &str, message: &str) -> Response {
+    json_response(
+        status,
+        &json!({
+            "object": "error",
+            "status": status.as_u16(),
+            "code": code,
+            "message": message,
+            "request_id": uuid::Uuid::now_v7(),
+        }),
+    )
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    Response::builder()
+        .status(status)
+        .content_type("application/json")
+        .body(body.to_string())
+}
+
+fn page_response(status: StatusCode, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Notion sandbox</title></head><body>{body}</body></html>"
+    );
+    let mut response = Html(html).with_status(status).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PAGE_CSP),
+    );
+    response
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}

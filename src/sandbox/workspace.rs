@@ -1,0 +1,169 @@
+//! The sandbox's pretend workspace: a few hundred pages and data sources, generated the same way
+//! every time, with the variety a client must cope with (titles under different property names,
+//! untitled items, emoji, external and uploaded-file icons, trashed items, partial objects).
+
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
+
+pub const SIZE: usize = 320;
+
+const WORDS: &[&str] = &[
+    "Roadmap",
+    "Meeting",
+    "Notes",
+    "Launch",
+    "Budget",
+    "Design",
+    "Research",
+    "Weekly",
+    "Retro",
+    "Hiring",
+    "Onboarding",
+    "Ideas",
+    "Backlog",
+    "Journal",
+    "Travel",
+    "Recipes",
+    "Reading",
+    "Goals",
+    "Q3",
+    "Q4",
+    "Product",
+    "Marketing",
+    "Support",
+    "Sprint",
+    "Spec",
+    "Draft",
+    "Archive",
+    "Team",
+];
+const EMOJI: &[&str] = &["📄", "🗺️", "🚀", "✅", "📚", "💡", "🧪", "📅"];
+const TITLE_PROPERTIES: &[&str] = &["title", "Name", "Task"];
+
+/// One item of the workspace.
+#[derive(Clone, Debug)]
+pub struct SeedItem {
+    pub id: String,
+    /// `page` or `data_source`.
+    pub object: &'static str,
+    /// Empty for untitled items.
+    pub title: String,
+    /// For pages: the name of the title property.
+    pub title_property: &'static str,
+    pub icon: Option<Value>,
+    pub last_edited_time: OffsetDateTime,
+    pub in_trash: bool,
+    /// Search returns only `object` and `id` for it.
+    pub partial: bool,
+}
+
+/// The workspace, built once.
+pub fn items() -> &'static [SeedItem] {
+    static ITEMS: OnceLock<Vec<SeedItem>> = OnceLock::new();
+    ITEMS.get_or_init(generate)
+}
+
+fn generate() -> Vec<SeedItem> {
+    let mut random = 0x5EED_u64;
+    let mut next = move || {
+        // xorshift64: deterministic, good enough to vary a pretend workspace.
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        random
+    };
+    let newest = OffsetDateTime::from_unix_timestamp(1_793_000_000).expect("a valid timestamp");
+    (0..SIZE)
+        .map(|i| {
+            let object = if i % 5 == 4 { "data_source" } else { "page" };
+            let words = 1 + (next() % 3) as usize;
+            let title = if i % 17 == 3 {
+                String::new()
+            } else {
+                (0..words)
+                    .map(|_| WORDS[(next() % WORDS.len() as u64) as usize])
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let icon = match i % 4 {
+                0 => Some(json!({ "type": "emoji", "emoji": EMOJI[i % EMOJI.len()] })),
+                1 => Some(json!({
+                    "type": "external",
+                    "external": { "url": format!("https://example.com/icons/{i}.png") }
+                })),
+                2 => Some(json!({
+                    "type": "file",
+                    "file": {
+                        "url": format!("https://files.example.com/sandbox/{i}.png?signature=x"),
+                        "expiry_time": "2030-01-01T00:00:00.000Z"
+                    }
+                })),
+                _ => None,
+            };
+            SeedItem {
+                id: format!("5a4d1b0e-{:04x}-4000-8000-{:012x}", i, next() % (1 << 48)),
+                object,
+                title,
+                title_property: TITLE_PROPERTIES[i % TITLE_PROPERTIES.len()],
+                icon,
+                last_edited_time: newest - Duration::minutes(37 * i as i64),
+                in_trash: i % 23 == 7,
+                partial: object == "page" && i % 41 == 11,
+            }
+        })
+        .collect()
+}
+
+fn rich_text(text: &str) -> Value {
+    if text.is_empty() {
+        return json!([]);
+    }
+    json!([{
+        "type": "text",
+        "text": { "content": text, "link": null },
+        "annotations": { "bold": false, "italic": false, "strikethrough": false,
+                          "underline": false, "code": false, "color": "default" },
+        "plain_text": text,
+        "href": null
+    }])
+}
+
+impl SeedItem {
+    /// The object as Notion's search returns it.
+    pub fn to_json(&self) -> Value {
+        if self.partial {
+            return json!({ "object": self.object, "id": self.id });
+        }
+        let edited = self.last_edited_time.format(&Rfc3339).unwrap_or_default();
+        let url = format!("https://www.notion.so/sandbox/{}", self.id.replace('-', ""));
+        let mut value = json!({
+            "object": self.object,
+            "id": self.id,
+            "created_time": edited,
+            "last_edited_time": edited,
+            "created_by": { "object": "user", "id": "5a4d1b0e-0000-4000-8000-5a4d00000003" },
+            "icon": self.icon,
+            "cover": null,
+            "parent": { "type": "workspace", "workspace": true },
+            "in_trash": self.in_trash,
+            "url": url,
+            "public_url": null,
+        });
+        if self.object == "page" {
+            value["properties"] = json!({
+                "Status": { "id": "st", "type": "select", "select": { "name": "Done", "color": "green" } },
+                self.title_property: { "id": "title", "type": "title", "title": rich_text(&self.title) },
+            });
+        } else {
+            value["title"] = rich_text(&self.title);
+            value["description"] = json!([]);
+            value["properties"] = json!({
+                "Name": { "id": "title", "name": "Name", "type": "title", "title": {} },
+                "Due": { "id": "du", "name": "Due", "type": "date", "date": {} },
+            });
+        }
+        value
+    }
+}

@@ -1,0 +1,260 @@
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait, sea_query::OnConflict,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::entity::notion_connection::{self, ActiveModel, Column, Entity, Model};
+
+pub const ACTIVE: &str = "active";
+pub const NEEDS_REAUTH: &str = "needs_reauth";
+
+/// Everything about a connection except its identity and timestamps, with secrets already
+/// encrypted.
+pub struct SealedConnection {
+    pub user_id: Uuid,
+    pub bot_id: String,
+    pub workspace_id: String,
+    pub workspace_name: Option<String>,
+    pub workspace_icon: Option<String>,
+    pub owner: String,
+    pub owner_email: Option<String>,
+    pub duplicated_template_id: Option<String>,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub key_id: String,
+}
+
+/// Inserts the connection, or updates the row of the same user and bot (a re-authorization),
+/// in one transaction, and returns the stored row.
+pub async fn upsert(
+    db: &DatabaseConnection,
+    sealed: SealedConnection,
+) -> Result<Model, StoreError> {
+    let txn = db.begin().await?;
+    let now = OffsetDateTime::now_utc();
+    let (user_id, bot_id) = (sealed.user_id, sealed.bot_id.clone());
+    let row = ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(sealed.user_id),
+        bot_id: Set(sealed.bot_id),
+        workspace_id: Set(sealed.workspace_id),
+        workspace_name: Set(sealed.workspace_name),
+        workspace_icon: Set(sealed.workspace_icon),
+        owner: Set(sealed.owner),
+        owner_email: Set(sealed.owner_email),
+        duplicated_template_id: Set(sealed.duplicated_template_id),
+        access_token: Set(sealed.access_token),
+        refresh_token: Set(sealed.refresh_token),
+        key_id: Set(sealed.key_id),
+        status: Set(ACTIVE.to_owned()),
+        created_at: Set(now),
+        updated_at: Set(now),
+        last_used_at: Set(None),
+        refreshing_until: Set(None),
+    };
+    Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([Column::UserId, Column::BotId])
+                .update_columns([
+                    Column::WorkspaceId,
+                    Column::WorkspaceName,
+                    Column::WorkspaceIcon,
+                    Column::Owner,
+                    Column::OwnerEmail,
+                    Column::DuplicatedTemplateId,
+                    Column::AccessToken,
+                    Column::RefreshToken,
+                    Column::KeyId,
+                    Column::Status,
+                    Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+    let stored = Entity::find()
+        .filter(Column::UserId.eq(user_id))
+        .filter(Column::BotId.eq(bot_id))
+        .one(&txn)
+        .await?
+        .ok_or_else(|| {
+            StoreError::Db(sea_orm::DbErr::RecordNotFound("upserted connection".into()))
+        })?;
+    txn.commit().await?;
+    Ok(stored)
+}
+
+pub async fn list_for_user(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+) -> Result<Vec<Model>, StoreError> {
+    Ok(Entity::find()
+        .filter(Column::UserId.eq(user_id))
+        .order_by_asc(Column::Id)
+        .all(db)
+        .await?)
+}
+
+/// The connection `id` if it belongs to `user_id`; another user's connection is `None`, exactly
+/// like a missing one.
+pub async fn find_for_user(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Model>, StoreError> {
+    Ok(Entity::find_by_id(id)
+        .filter(Column::UserId.eq(user_id))
+        .one(db)
+        .await?)
+}
+
+pub async fn delete(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreError> {
+    Ok(Entity::delete_by_id(id).exec(db).await?.rows_affected == 1)
+}
+
+/// A page of every user's connections for administrators, optionally of one user.
+pub async fn page(
+    db: &impl ConnectionTrait,
+    after: Option<Uuid>,
+    user_id: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<Model>, StoreError> {
+    let mut query = Entity::find().order_by_asc(Column::Id);
+    if let Some(after) = after {
+        query = query.filter(Column::Id.gt(after));
+    }
+    if let Some(user_id) = user_id {
+        query = query.filter(Column::UserId.eq(user_id));
+    }
+    Ok(query.limit(limit).all(db).await?)
+}
+
+/// Up to `limit` rows whose ciphertexts are not sealed with `key_id`.
+pub async fn sealed_with_other_keys(
+    db: &impl ConnectionTrait,
+    key_id: &str,
+    limit: u64,
+) -> Result<Vec<Model>, StoreError> {
+    Ok(Entity::find()
+        .filter(Column::KeyId.ne(key_id))
+        .order_by_asc(Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// Replaces a row's ciphertexts if they are still the ones that were read (`expected_key_id`),
+/// so a concurrent re-authorization is never overwritten with older tokens.
+pub async fn reseal(
+    db: &impl ConnectionTrait,
+    row: &Model,
+    access_token: String,
+    refresh_token: Option<String>,
+    owner_email: Option<String>,
+    key_id: &str,
+) -> Result<bool, StoreError> {
+    let result = Entity::update_many()
+        .col_expr(Column::AccessToken, access_token.into())
+        .col_expr(Column::RefreshToken, refresh_token.into())
+        .col_expr(Column::OwnerEmail, owner_email.into())
+        .col_expr(Column::KeyId, key_id.into())
+        .filter(Column::Id.eq(row.id))
+        .filter(Column::AccessToken.eq(row.access_token.clone()))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+pub use notion_connection::Model as Connection;
+
+pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Model>, StoreError> {
+    Ok(Entity::find_by_id(id).one(db).await?)
+}
+
+/// Takes the refresh lease of a connection until `until`, unless another holder's lease is
+/// still running or the row no longer holds `sealed_access_token`, the access token the caller
+/// saw rejected. True for exactly one caller at a time, across instances; the second condition
+/// stops a caller that read the row just before another finished refreshing from spending the
+/// refresh token it read, which Notion has already rotated away.
+pub async fn claim_refresh_lease(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    sealed_access_token: &str,
+    until: OffsetDateTime,
+) -> Result<bool, StoreError> {
+    let now = OffsetDateTime::now_utc();
+    let result = Entity::update_many()
+        .col_expr(Column::RefreshingUntil, Some(until).into())
+        .filter(Column::Id.eq(id))
+        .filter(Column::AccessToken.eq(sealed_access_token))
+        .filter(
+            sea_orm::Condition::any()
+                .add(Column::RefreshingUntil.is_null())
+                .add(Column::RefreshingUntil.lt(now)),
+        )
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+pub async fn release_refresh_lease(db: &impl ConnectionTrait, id: Uuid) -> Result<(), StoreError> {
+    Entity::update_many()
+        .col_expr(
+            Column::RefreshingUntil,
+            Option::<OffsetDateTime>::None.into(),
+        )
+        .filter(Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Stores a refreshed token pair in one statement and releases the lease.
+pub async fn store_refreshed(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    access_token: String,
+    refresh_token: Option<String>,
+    key_id: &str,
+) -> Result<(), StoreError> {
+    Entity::update_many()
+        .col_expr(Column::AccessToken, access_token.into())
+        .col_expr(Column::RefreshToken, refresh_token.into())
+        .col_expr(Column::KeyId, key_id.into())
+        .col_expr(Column::Status, ACTIVE.into())
+        .col_expr(Column::UpdatedAt, OffsetDateTime::now_utc().into())
+        .col_expr(
+            Column::RefreshingUntil,
+            Option::<OffsetDateTime>::None.into(),
+        )
+        .filter(Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn mark_needs_reauth(db: &impl ConnectionTrait, id: Uuid) -> Result<(), StoreError> {
+    Entity::update_many()
+        .col_expr(Column::Status, NEEDS_REAUTH.into())
+        .col_expr(Column::UpdatedAt, OffsetDateTime::now_utc().into())
+        .col_expr(
+            Column::RefreshingUntil,
+            Option::<OffsetDateTime>::None.into(),
+        )
+        .filter(Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn touch_last_used(db: &impl ConnectionTrait, id: Uuid) -> Result<(), StoreError> {
+    Entity::update_many()
+        .col_expr(Column::LastUsedAt, Some(OffsetDateTime::now_utc()).into())
+        .filter(Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}

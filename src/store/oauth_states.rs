@@ -1,0 +1,58 @@
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::entity::oauth_state;
+
+pub async fn insert(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    state_hash: String,
+    binding_hash: String,
+    expires_at: OffsetDateTime,
+) -> Result<oauth_state::Model, StoreError> {
+    let row = oauth_state::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        state_hash: Set(state_hash),
+        binding_hash: Set(binding_hash),
+        user_id: Set(user_id),
+        expires_at: Set(expires_at),
+        consumed_at: Set(None),
+        created_at: Set(OffsetDateTime::now_utc()),
+    };
+    Ok(row.insert(db).await?)
+}
+
+pub async fn find_by_hash(
+    db: &impl ConnectionTrait,
+    state_hash: &str,
+) -> Result<Option<oauth_state::Model>, StoreError> {
+    Ok(oauth_state::Entity::find()
+        .filter(oauth_state::Column::StateHash.eq(state_hash))
+        .one(db)
+        .await?)
+}
+
+/// Marks a state used, atomically: true for exactly one caller, however many race.
+pub async fn consume(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreError> {
+    let result = oauth_state::Entity::update_many()
+        .col_expr(
+            oauth_state::Column::ConsumedAt,
+            Some(OffsetDateTime::now_utc()).into(),
+        )
+        .filter(oauth_state::Column::Id.eq(id))
+        .filter(oauth_state::Column::ConsumedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Forgets states that can no longer be used.
+pub async fn delete_expired(db: &impl ConnectionTrait) -> Result<u64, StoreError> {
+    let result = oauth_state::Entity::delete_many()
+        .filter(oauth_state::Column::ExpiresAt.lt(OffsetDateTime::now_utc()))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}

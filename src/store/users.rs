@@ -1,0 +1,91 @@
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::{auth::Username, entity::user};
+
+pub async fn create(
+    db: &impl ConnectionTrait,
+    username: &Username,
+    password_hash: String,
+    is_admin: bool,
+) -> Result<user::Model, StoreError> {
+    let now = OffsetDateTime::now_utc();
+    let row = user::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        username: Set(username.as_str().to_owned()),
+        username_key: Set(username.key()),
+        password_hash: Set(password_hash),
+        is_admin: Set(is_admin),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    Ok(row.insert(db).await?)
+}
+
+pub async fn find_by_key(
+    db: &impl ConnectionTrait,
+    username_key: &str,
+) -> Result<Option<user::Model>, StoreError> {
+    Ok(user::Entity::find()
+        .filter(user::Column::UsernameKey.eq(username_key))
+        .one(db)
+        .await?)
+}
+
+pub async fn find_by_id(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<user::Model>, StoreError> {
+    Ok(user::Entity::find_by_id(id).one(db).await?)
+}
+
+pub async fn update_password_hash(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    password_hash: String,
+) -> Result<(), StoreError> {
+    user::Entity::update_many()
+        .col_expr(user::Column::PasswordHash, password_hash.into())
+        .col_expr(user::Column::UpdatedAt, OffsetDateTime::now_utc().into())
+        .filter(user::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Up to `limit` users with ids greater than `after`, oldest first (ids are UUIDv7, so they
+/// sort by creation time).
+pub async fn page(
+    db: &impl ConnectionTrait,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<user::Model>, StoreError> {
+    let mut query = user::Entity::find().order_by_asc(user::Column::Id);
+    if let Some(after) = after {
+        query = query.filter(user::Column::Id.gt(after));
+    }
+    Ok(query.limit(limit).all(db).await?)
+}
+
+/// Usernames of the given users.
+pub async fn names(
+    db: &impl ConnectionTrait,
+    ids: impl IntoIterator<Item = Uuid>,
+) -> Result<std::collections::HashMap<Uuid, String>, StoreError> {
+    let ids: Vec<Uuid> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    Ok(user::Entity::find()
+        .filter(user::Column::Id.is_in(ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u.username))
+        .collect())
+}

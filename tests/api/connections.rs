@@ -1,0 +1,271 @@
+use notion_connect::{
+    crypto::{Binding, KeyRing, TokenCipher},
+    entity::notion_connection,
+};
+use poem::http::StatusCode;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use serde_json::Value;
+
+use crate::{
+    helpers::{
+        Backend, PASSWORD, TEST_KEYS, Tokens, assert_problem, on_both_databases, spawn_app,
+        spawn_app_with,
+    },
+    mock_notion::{MockNotion, TokenReply},
+};
+
+on_both_databases!(
+    another_users_connection_is_not_found,
+    deleting_revokes_once_and_removes_the_row_even_when_revoke_fails,
+    tokens_and_emails_are_never_stored_in_clear,
+    a_ciphertext_moved_to_another_row_does_not_decrypt,
+    admin_connection_listing_pages_through_every_connection_once,
+);
+
+async fn another_users_connection_is_not_found(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let owner = app.signed_in("wanda").await;
+    let intruder = app.signed_in("xavier").await;
+    let id = app.connect_sandbox(&owner.access).await;
+    let path = format!("/api/v1/connections/{id}");
+
+    assert_problem(app.get_as(&path, &intruder.access).await, 404, "not_found").await;
+    let delete = app
+        .client
+        .delete(app.url(&path))
+        .bearer_auth(&intruder.access)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(delete, 404, "not_found").await;
+    let missing = format!("/api/v1/connections/{}", uuid::Uuid::now_v7());
+    assert_problem(app.get_as(&missing, &owner.access).await, 404, "not_found").await;
+    let list: Value = app
+        .get_as("/api/v1/connections", &intruder.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"], Value::Array(vec![]));
+
+    assert_eq!(
+        app.get_as(&path, &owner.access).await.status(),
+        200,
+        "still there"
+    );
+    assert_problem(app.get(&path).await, 401, "unauthorized").await;
+}
+
+async fn deleting_revokes_once_and_removes_the_row_even_when_revoke_fails(backend: Backend) {
+    let notion = MockNotion::start(TokenReply::Grant {
+        bot_id: "bot-del".into(),
+        access_token: "secret_to_revoke".into(),
+    })
+    .await;
+    notion.revoke_answers(StatusCode::INTERNAL_SERVER_ERROR);
+    let app = spawn_app_with(backend, |vars| notion.configure(vars)).await;
+    let user = app.signed_in("yara").await;
+    let id = app.connect_with_code(&user.access).await;
+
+    let response = app
+        .client
+        .delete(app.url(&format!("/api/v1/connections/{id}")))
+        .bearer_auth(&user.access)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 204);
+    notion.wait_for_revokes(1).await;
+    assert_eq!(notion.revoke_calls(), 1);
+    assert_eq!(
+        notion_connection::Entity::find()
+            .count(&app.db)
+            .await
+            .unwrap(),
+        0
+    );
+    let again = app
+        .client
+        .delete(app.url(&format!("/api/v1/connections/{id}")))
+        .bearer_auth(&user.access)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(again, 404, "not_found").await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(notion.revoke_calls(), 1);
+}
+
+async fn tokens_and_emails_are_never_stored_in_clear(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.signed_in("zoe").await;
+    app.connect_sandbox(&user.access).await;
+
+    let row = notion_connection::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let cipher = TokenCipher::new(KeyRing::parse(TEST_KEYS).unwrap());
+    let bind = |column| Binding {
+        user_id: row.user_id,
+        bot_id: &row.bot_id,
+        column,
+    };
+    let access = cipher
+        .decrypt(&row.access_token, bind("access_token"))
+        .unwrap();
+    let refresh = cipher
+        .decrypt(row.refresh_token.as_deref().unwrap(), bind("refresh_token"))
+        .unwrap();
+    assert!(access.expose().starts_with("secret_sbx_"));
+    assert!(refresh.expose().starts_with("nrt_sbx_"));
+    let email = "sandbox.user@example.com";
+    let secrets = [access.expose().as_str(), refresh.expose().as_str(), email];
+
+    let row_text = format!("{row:?}");
+    for secret in secrets {
+        assert!(!row_text.contains(secret), "{secret} is in the row");
+    }
+    assert_eq!(row.key_id, "test1");
+
+    // The database file itself, for SQLite (with its write-ahead log).
+    if backend == Backend::Sqlite {
+        for file in ["test.db", "test.db-wal"] {
+            let path = app.dir.path().join(file);
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            let content = String::from_utf8_lossy(&bytes);
+            for secret in secrets {
+                assert!(!content.contains(secret), "{secret} is in {file}");
+            }
+        }
+    }
+}
+
+async fn a_ciphertext_moved_to_another_row_does_not_decrypt(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let first = app.signed_in("amir").await;
+    let second = app.signed_in("bea").await;
+    let first_id = app.connect_sandbox(&first.access).await;
+    let second_id = app.connect_sandbox(&second.access).await;
+    let load = |id: &str| {
+        notion_connection::Entity::find_by_id(uuid::Uuid::parse_str(id).unwrap()).one(&app.db)
+    };
+    let victim = load(&first_id).await.unwrap().unwrap();
+    let attacker = load(&second_id).await.unwrap().unwrap();
+
+    // Copy the victim's e-mail ciphertext into the attacker's row: the API must fail, not leak.
+    let mut row: notion_connection::ActiveModel = attacker.clone().into();
+    row.owner_email = Set(victim.owner_email.clone());
+    row.update(&app.db).await.unwrap();
+    let response = app
+        .get_as(&format!("/api/v1/connections/{second_id}"), &second.access)
+        .await;
+    assert_eq!(response.status(), 500);
+    let body = response.text().await.unwrap();
+    assert!(!body.contains("sandbox.user@example.com"));
+
+    let cipher = TokenCipher::new(KeyRing::parse(TEST_KEYS).unwrap());
+    let moved = cipher.decrypt(
+        &victim.access_token,
+        Binding {
+            user_id: attacker.user_id,
+            bot_id: &attacker.bot_id,
+            column: "access_token",
+        },
+    );
+    assert!(moved.is_err());
+    let other_column = cipher.decrypt(
+        &victim.access_token,
+        Binding {
+            user_id: victim.user_id,
+            bot_id: &victim.bot_id,
+            column: "refresh_token",
+        },
+    );
+    assert!(other_column.is_err());
+}
+
+async fn admin_connection_listing_pages_through_every_connection_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = crate::cli::create_user_with_cli(&app, "conn-admin", true);
+    assert!(admin.status.success());
+    let admin = Tokens::from_response(app.login("conn-admin", PASSWORD).await).await;
+    let member = app.signed_in("member").await;
+    let member_id = app.connect_sandbox(&member.access).await;
+    let template = notion_connection::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    for i in 0..249 {
+        let row = notion_connection::ActiveModel {
+            id: Set(uuid::Uuid::now_v7()),
+            bot_id: Set(format!("bot-{i}")),
+            ..template.clone().into()
+        };
+        notion_connection::Entity::insert(row)
+            .exec(&app.db)
+            .await
+            .unwrap();
+    }
+
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/admin/connections?limit=33&cursor={c}"),
+            None => "/api/v1/admin/connections?limit=33".to_owned(),
+        };
+        let page: Value = app.get_as(&path, &admin.access).await.json().await.unwrap();
+        for item in page["items"].as_array().unwrap() {
+            assert!(
+                seen.insert(item["id"].as_str().unwrap().to_owned()),
+                "repeated {item}"
+            );
+            assert_eq!(item["username"], "member");
+            let text = item.to_string();
+            assert!(!text.contains("access_token") && !text.contains("secret_sbx_"));
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 250);
+    assert!(seen.contains(&member_id));
+
+    let member_user_id = notion_connection::Entity::find()
+        .filter(notion_connection::Column::BotId.eq("bot-0"))
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap()
+        .user_id;
+    let filtered: Value = app
+        .get_as(
+            &format!("/api/v1/admin/connections?user_id={member_user_id}&limit=5"),
+            &admin.access,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(filtered["items"].as_array().unwrap().len(), 5);
+    let nobody: Value = app
+        .get_as(
+            &format!("/api/v1/admin/connections?user_id={}", uuid::Uuid::now_v7()),
+            &admin.access,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(nobody["items"], Value::Array(vec![]));
+
+    let forbidden = app
+        .get_as("/api/v1/admin/connections", &member.access)
+        .await;
+    assert_problem(forbidden, 403, "forbidden").await;
+}

@@ -1,0 +1,123 @@
+use std::{path::PathBuf, time::Duration};
+
+use crate::helpers::{Backend, TestApp, assert_problem, on_both_databases, spawn_app};
+
+on_both_databases!(
+    healthz_reports_the_process_is_up,
+    readyz_reports_ready_when_the_database_answers,
+    readyz_fails_while_the_database_is_unreachable_and_recovers,
+);
+
+async fn healthz_reports_the_process_is_up(backend: Backend) {
+    let app = spawn_app(backend).await;
+
+    let response = app.get("/healthz").await;
+
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+}
+
+async fn readyz_reports_ready_when_the_database_answers(backend: Backend) {
+    let app = spawn_app(backend).await;
+
+    let response = app.get("/readyz").await;
+
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+}
+
+async fn readyz_fails_while_the_database_is_unreachable_and_recovers(backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+
+    let outage = Outage::begin(&app).await;
+    let response = app.get("/readyz").await;
+    assert!(response.headers().contains_key("retry-after"));
+    let problem = assert_problem(response, 503, "service_unavailable").await;
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(
+        !detail.contains("postgres") && !detail.contains("sqlite"),
+        "{detail}"
+    );
+
+    outage.end(&app).await;
+    let mut status = 0;
+    for _ in 0..50 {
+        status = app.get("/readyz").await.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "readyz did not recover");
+}
+
+/// Makes the application's database unusable, in the way that fits each backend.
+enum Outage {
+    /// Connections to the database are refused and existing ones are terminated.
+    Postgres,
+    /// The database file is moved away, as when its volume disappears.
+    Sqlite,
+}
+
+fn sqlite_files(app: &TestApp) -> Vec<(PathBuf, PathBuf)> {
+    ["test.db", "test.db-wal", "test.db-shm"]
+        .iter()
+        .map(|name| {
+            let path = app.dir.path().join(name);
+            let parked = app.dir.path().join(format!("{name}.parked"));
+            (path, parked)
+        })
+        .collect()
+}
+
+impl Outage {
+    async fn begin(app: &TestApp) -> Self {
+        match app.backend {
+            Backend::Postgres => {
+                let pg = app.postgres.as_ref().unwrap();
+                pg.admin_execute(&format!(
+                    "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS false",
+                    pg.name
+                ))
+                .await;
+                pg.admin_execute(&format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+                    pg.name
+                ))
+                .await;
+                Outage::Postgres
+            }
+            Backend::Sqlite => {
+                for (path, parked) in sqlite_files(app) {
+                    if path.exists() {
+                        std::fs::rename(path, parked).unwrap();
+                    }
+                }
+                Outage::Sqlite
+            }
+        }
+    }
+
+    async fn end(self, app: &TestApp) {
+        match self {
+            Outage::Postgres => {
+                let pg = app.postgres.as_ref().unwrap();
+                pg.admin_execute(&format!(
+                    "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS true",
+                    pg.name
+                ))
+                .await;
+            }
+            Outage::Sqlite => {
+                for (path, parked) in sqlite_files(app) {
+                    if parked.exists() {
+                        std::fs::rename(parked, path).unwrap();
+                    }
+                }
+            }
+        }
+    }
+}

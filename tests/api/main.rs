@@ -1,0 +1,17 @@
+//! Integration tests: the real application over real HTTP, on SQLite and on PostgreSQL.
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod connections;
+mod errors;
+mod health;
+mod mock_notion;
+mod notion_oauth;
+mod openapi;
+mod rotation;
+mod sandbox;
+mod search;
+mod shutdown;
+mod web;

@@ -1,0 +1,339 @@
+//! A Notion stand-in for failure cases: a real HTTP server on a loopback port whose token and
+//! revoke endpoints answer however a test tells them to, and count the calls they get.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use poem::{
+    EndpointExt, Response, Route, Server, handler,
+    http::StatusCode,
+    listener::{Acceptor, Listener, TcpListener},
+    post,
+    web::Data,
+};
+use serde_json::json;
+
+#[derive(Clone, Debug)]
+pub enum TokenReply {
+    /// A successful exchange for this bot, with this access token (and a refresh token).
+    Grant {
+        bot_id: String,
+        access_token: String,
+    },
+    /// A successful exchange without a refresh token, as older integrations get.
+    GrantWithoutRefresh {
+        bot_id: String,
+        access_token: String,
+    },
+    /// `{"error": "invalid_grant", ...}`
+    RfcInvalidGrant,
+    /// `{"object": "error", "code": "invalid_grant", ...}`
+    ApiInvalidGrant,
+    /// An HTML 502 page, as a proxy in front of Notion would send.
+    HtmlBadGateway,
+    /// No answer for longer than any client waits.
+    Hang,
+}
+
+/// The `Authorization` header and the body of a token request.
+pub type TokenRequest = (Option<String>, String);
+
+/// A scripted answer of the search endpoint.
+#[derive(Clone, Debug)]
+pub enum SearchReply {
+    /// This status, with `Retry-After` when given, and this body and content type.
+    Status {
+        status: u16,
+        retry_after: Option<u64>,
+        body: &'static str,
+        content_type: &'static str,
+    },
+    /// No answer for longer than any client waits.
+    Hang,
+}
+
+impl SearchReply {
+    pub fn json(status: u16, retry_after: Option<u64>) -> Self {
+        Self::Status {
+            status,
+            retry_after,
+            body: r#"{"object":"error","status":0,"code":"scripted","message":"scripted","request_id":"r"}"#,
+            content_type: "application/json",
+        }
+    }
+}
+
+/// The page the mock's search answers with when nothing is scripted.
+pub const MOCK_PAGE: &str = r#"{"object":"list","results":[
+  {"object":"page","id":"mock-page","url":"https://notion.so/mock","in_trash":false,
+   "last_edited_time":"2026-11-01T00:00:00.000Z","icon":{"type":"emoji","emoji":"📄"},
+   "properties":{"Task":{"id":"title","type":"title","title":[{"plain_text":"Mock page"}]}}}],
+  "next_cursor":null,"has_more":false,"type":"page_or_data_source","page_or_data_source":{}}"#;
+
+#[derive(Clone)]
+struct Shared {
+    token_reply: Arc<Mutex<TokenReply>>,
+    revoke_status: Arc<Mutex<StatusCode>>,
+    token_calls: Arc<AtomicUsize>,
+    revoke_calls: Arc<AtomicUsize>,
+    last_token_request: Arc<Mutex<Option<TokenRequest>>>,
+    search_script: Arc<Mutex<std::collections::VecDeque<SearchReply>>>,
+    search_calls: Arc<AtomicUsize>,
+    refresh_calls: Arc<AtomicUsize>,
+    /// The access token search accepts; `None` until a grant.
+    valid_access: Arc<Mutex<Option<String>>>,
+    /// The refresh token the token endpoint accepts.
+    valid_refresh: Arc<Mutex<Option<String>>>,
+}
+
+pub struct MockNotion {
+    pub base: String,
+    shared: Shared,
+}
+
+pub const MOCK_CLIENT_ID: &str = "mock-client-id";
+pub const MOCK_CLIENT_SECRET: &str = "mock-client-secret";
+
+impl MockNotion {
+    pub async fn start(reply: TokenReply) -> Self {
+        let shared = Shared {
+            token_reply: Arc::new(Mutex::new(reply)),
+            revoke_status: Arc::new(Mutex::new(StatusCode::OK)),
+            token_calls: Arc::default(),
+            revoke_calls: Arc::default(),
+            last_token_request: Arc::default(),
+            search_script: Arc::default(),
+            search_calls: Arc::default(),
+            refresh_calls: Arc::default(),
+            valid_access: Arc::default(),
+            valid_refresh: Arc::default(),
+        };
+        let acceptor = TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
+            .await
+            .unwrap();
+        let port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
+        let app = Route::new()
+            .at("/v1/oauth/token", post(token))
+            .at("/v1/oauth/revoke", post(revoke))
+            .at("/v1/search", post(search))
+            .data(shared.clone());
+        tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+        Self {
+            base: format!("http://127.0.0.1:{port}/v1"),
+            shared,
+        }
+    }
+
+    /// The variables that point an app at this stand-in.
+    pub fn configure(&self, vars: &mut std::collections::HashMap<String, String>) {
+        vars.insert("NOTION_API_BASE".into(), self.base.clone());
+        vars.insert("NOTION_CLIENT_ID".into(), MOCK_CLIENT_ID.into());
+        vars.insert("NOTION_CLIENT_SECRET".into(), MOCK_CLIENT_SECRET.into());
+        vars.insert("NOTION_TIMEOUT".into(), "1s".into());
+    }
+
+    pub fn reply_with(&self, reply: TokenReply) {
+        *self.shared.token_reply.lock().unwrap() = reply;
+    }
+
+    /// Answers the next searches with these replies, in order.
+    pub fn script_search(&self, replies: impl IntoIterator<Item = SearchReply>) {
+        self.shared.search_script.lock().unwrap().extend(replies);
+    }
+
+    /// Makes the current access token stop working (as if it expired).
+    pub fn expire_access_token(&self) {
+        *self.shared.valid_access.lock().unwrap() = Some("expired".into());
+    }
+
+    pub fn search_calls(&self) -> usize {
+        self.shared.search_calls.load(Ordering::SeqCst)
+    }
+
+    pub fn refresh_calls(&self) -> usize {
+        self.shared.refresh_calls.load(Ordering::SeqCst)
+    }
+
+    /// The access token search accepts now.
+    pub fn valid_access_token(&self) -> Option<String> {
+        self.shared.valid_access.lock().unwrap().clone()
+    }
+
+    pub fn revoke_answers(&self, status: StatusCode) {
+        *self.shared.revoke_status.lock().unwrap() = status;
+    }
+
+    pub fn token_calls(&self) -> usize {
+        self.shared.token_calls.load(Ordering::SeqCst)
+    }
+
+    pub fn revoke_calls(&self) -> usize {
+        self.shared.revoke_calls.load(Ordering::SeqCst)
+    }
+
+    /// The Authorization header and body of the latest token request.
+    pub fn last_token_request(&self) -> Option<TokenRequest> {
+        self.shared.last_token_request.lock().unwrap().clone()
+    }
+
+    /// Waits (briefly) until `revoke` has been called `n` times.
+    pub async fn wait_for_revokes(&self, n: usize) {
+        for _ in 0..100 {
+            if self.revoke_calls() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[handler]
+async fn token(shared: Data<&Shared>, req: &poem::Request, body: String) -> Response {
+    let json = |status: StatusCode, value: serde_json::Value| {
+        Response::builder()
+            .status(status)
+            .content_type("application/json")
+            .body(value.to_string())
+    };
+    let form: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+    if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
+        let n = shared.refresh_calls.fetch_add(1, Ordering::SeqCst) + 1;
+        // Slow enough that concurrent callers pile up behind the refresh.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut valid_refresh = shared.valid_refresh.lock().unwrap();
+        if valid_refresh.as_deref() != form.get("refresh_token").map(String::as_str) {
+            return json(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": "invalid_grant", "error_description": "Invalid refresh token." }),
+            );
+        }
+        let access = format!("refreshed-access-{n}");
+        let refresh = format!("refreshed-refresh-{n}");
+        *valid_refresh = Some(refresh.clone());
+        *shared.valid_access.lock().unwrap() = Some(access.clone());
+        return json(
+            StatusCode::OK,
+            json!({ "access_token": access, "token_type": "bearer", "refresh_token": refresh }),
+        );
+    }
+    // Code exchanges only from here on.
+    shared.token_calls.fetch_add(1, Ordering::SeqCst);
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    *shared.last_token_request.lock().unwrap() = Some((authorization, body));
+    let reply = shared.token_reply.lock().unwrap().clone();
+    let grant = |bot_id: String, access_token: String, refresh: bool| {
+        let refresh_token = refresh.then(|| format!("{access_token}-refresh"));
+        *shared.valid_access.lock().unwrap() = Some(access_token.clone());
+        *shared.valid_refresh.lock().unwrap() = refresh_token.clone();
+        json(
+            StatusCode::OK,
+            json!({
+                "access_token": access_token,
+                "token_type": "bearer",
+                "refresh_token": refresh_token,
+                "bot_id": bot_id,
+                "workspace_id": "ws-1",
+                "workspace_name": null,
+                "workspace_icon": null,
+                "owner": { "type": "workspace", "workspace": true },
+                "duplicated_template_id": null,
+                "request_id": "req-1"
+            }),
+        )
+    };
+    match reply {
+        TokenReply::Grant {
+            bot_id,
+            access_token,
+        } => grant(bot_id, access_token, true),
+        TokenReply::GrantWithoutRefresh {
+            bot_id,
+            access_token,
+        } => grant(bot_id, access_token, false),
+        TokenReply::RfcInvalidGrant => json(
+            StatusCode::BAD_REQUEST,
+            json!({ "error": "invalid_grant", "error_description": "Invalid code." }),
+        ),
+        TokenReply::ApiInvalidGrant => json(
+            StatusCode::BAD_REQUEST,
+            json!({ "object": "error", "status": 400, "code": "invalid_grant", "message": "Invalid code." }),
+        ),
+        TokenReply::HtmlBadGateway => Response::builder()
+            .status(StatusCode::BAD_GATEWAY)
+            .content_type("text/html")
+            .body("<html><body><h1>502 Bad Gateway</h1></body></html>"),
+        TokenReply::Hang => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            json(StatusCode::OK, json!({}))
+        }
+    }
+}
+
+#[handler]
+fn revoke(shared: Data<&Shared>) -> Response {
+    shared.revoke_calls.fetch_add(1, Ordering::SeqCst);
+    let status = *shared.revoke_status.lock().unwrap();
+    Response::builder()
+        .status(status)
+        .content_type("application/json")
+        .body("{}")
+}
+
+#[handler]
+async fn search(shared: Data<&Shared>, req: &poem::Request) -> Response {
+    shared.search_calls.fetch_add(1, Ordering::SeqCst);
+    let scripted = shared.search_script.lock().unwrap().pop_front();
+    match scripted {
+        Some(SearchReply::Hang) => {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Response::builder().status(StatusCode::OK).finish()
+        }
+        Some(SearchReply::Status {
+            status,
+            retry_after,
+            body,
+            content_type,
+        }) => {
+            let mut response = Response::builder()
+                .status(StatusCode::from_u16(status).unwrap())
+                .content_type(content_type);
+            if let Some(seconds) = retry_after {
+                response = response.header("retry-after", seconds.to_string());
+            }
+            response.body(body)
+        }
+        None => {
+            let bearer = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::to_owned);
+            let valid = shared.valid_access.lock().unwrap().clone();
+            if bearer.is_some() && bearer == valid {
+                Response::builder()
+                    .status(StatusCode::OK)
+                    .content_type("application/json")
+                    .body(MOCK_PAGE)
+            } else {
+                Response::builder()
+                    .status(StatusCode::UNAUTHORIZED)
+                    .content_type("application/json")
+                    .body(r#"{"object":"error","status":401,"code":"unauthorized","message":"API token is invalid."}"#)
+            }
+        }
+    }
+}

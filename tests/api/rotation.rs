@@ -1,0 +1,140 @@
+use base64::{Engine, engine::general_purpose::STANDARD};
+use notion_connect::{
+    crypto::{Binding, KeyRing, TokenCipher},
+    entity::notion_connection,
+    rotation::rotate_keys,
+};
+use sea_orm::{EntityTrait, QueryOrder};
+
+use crate::helpers::{Backend, TEST_KEYS, TestApp, on_both_databases, spawn_app};
+
+on_both_databases!(
+    rotation_interrupted_half_way_and_restarted_keeps_every_token_readable,
+    the_rotate_keys_command_is_idempotent,
+);
+
+fn new_ring() -> String {
+    format!("new:{},{TEST_KEYS}", STANDARD.encode([42u8; 32]))
+}
+
+/// Every secret of every row, opened with `cipher`.
+async fn open_all(
+    app: &TestApp,
+    cipher: &TokenCipher,
+) -> Vec<(String, Option<String>, Option<String>)> {
+    let rows = notion_connection::Entity::find()
+        .order_by_asc(notion_connection::Column::Id)
+        .all(&app.db)
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| {
+            let bind = |column| Binding {
+                user_id: row.user_id,
+                bot_id: &row.bot_id,
+                column,
+            };
+            let open = |sealed: &str, column| {
+                cipher
+                    .decrypt(sealed, bind(column))
+                    .unwrap()
+                    .expose()
+                    .clone()
+            };
+            (
+                open(&row.access_token, "access_token"),
+                row.refresh_token
+                    .as_deref()
+                    .map(|s| open(s, "refresh_token")),
+                row.owner_email.as_deref().map(|s| open(s, "owner_email")),
+            )
+        })
+        .collect()
+}
+
+async fn connect_three(app: &TestApp) {
+    for name in ["rot-a", "rot-b", "rot-c"] {
+        let user = app.signed_in(name).await;
+        app.connect_sandbox(&user.access).await;
+    }
+}
+
+async fn rotation_interrupted_half_way_and_restarted_keeps_every_token_readable(backend: Backend) {
+    let app = spawn_app(backend).await;
+    connect_three(&app).await;
+    let original = TokenCipher::new(KeyRing::parse(TEST_KEYS).unwrap());
+    let before = open_all(&app, &original).await;
+
+    let rotating = TokenCipher::new(KeyRing::parse(&new_ring()).unwrap());
+    // Stopped after one batch of one row, as if the process had been killed.
+    assert_eq!(
+        rotate_keys(&app.db, &rotating, 1, Some(1)).await.unwrap(),
+        1
+    );
+    let rows = notion_connection::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(rows.iter().filter(|r| r.key_id == "new").count(), 1);
+    // Mixed rows still open with the full ring.
+    assert_eq!(open_all(&app, &rotating).await, before);
+
+    assert_eq!(rotate_keys(&app.db, &rotating, 1, None).await.unwrap(), 2);
+    assert_eq!(rotate_keys(&app.db, &rotating, 1, None).await.unwrap(), 0);
+
+    let only_new =
+        TokenCipher::new(KeyRing::parse(&format!("new:{}", STANDARD.encode([42u8; 32]))).unwrap());
+    assert_eq!(
+        open_all(&app, &only_new).await,
+        before,
+        "the old key is no longer needed"
+    );
+    let rows = notion_connection::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap();
+    assert!(rows.iter().all(|r| r.key_id == "new"));
+    for row in rows {
+        assert_eq!(TokenCipher::key_id_of(&row.access_token).unwrap(), "new");
+    }
+}
+
+async fn the_rotate_keys_command_is_idempotent(backend: Backend) {
+    let app = spawn_app(backend).await;
+    connect_three(&app).await;
+    let run = || {
+        crate::cli::run_with_database(
+            &app,
+            &["rotate-keys"],
+            &[("TOKEN_ENCRYPTION_KEYS", &new_ring())],
+        )
+    };
+
+    let first = run();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&first.stdout)
+            .contains("re-encrypted 3 connection(s) with key 'new'")
+    );
+    let second = run();
+    assert!(String::from_utf8_lossy(&second.stdout).contains("re-encrypted 0 connection(s)"));
+
+    let rotated = TokenCipher::new(KeyRing::parse(&new_ring()).unwrap());
+    assert_eq!(open_all(&app, &rotated).await.len(), 3);
+    let missing_key = crate::cli::run_with_database(
+        &app,
+        &["rotate-keys"],
+        &[(
+            "TOKEN_ENCRYPTION_KEYS",
+            &format!("other:{}", STANDARD.encode([7u8; 32])),
+        )],
+    );
+    assert!(
+        !missing_key.status.success(),
+        "rows sealed with an unknown key are an error"
+    );
+}

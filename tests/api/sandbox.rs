@@ -1,0 +1,123 @@
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{Backend, TestApp, on_both_databases, spawn_app},
+    notion_oauth::query_of,
+};
+
+on_both_databases!(the_sandbox_token_endpoint_behaves_like_notions);
+
+const REDIRECT_URI: &str = "http://localhost:8000/api/v1/notion/oauth/callback";
+const CLIENT_ID: &str = "notion-connect-sandbox";
+
+/// A fresh authorization code from the sandbox's consent page.
+async fn code(app: &TestApp, access_token: &str) -> String {
+    let flow = app.start_flow(access_token).await;
+    let location = app.decide(&flow, "allow").await;
+    query_of(&location)["code"].clone()
+}
+
+/// Sends a request to the sandbox with HTTP Basic client authentication.
+async fn post(secret: &str, request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request
+        .basic_auth(CLIENT_ID, Some(secret))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+async fn the_sandbox_token_endpoint_behaves_like_notions(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.signed_in("sandy").await;
+    let secret = app.notion_client_secret.clone();
+    let token_url = app.url("/sandbox/notion/v1/oauth/token");
+    let exchange = |code: &str, redirect_uri: &str| {
+        app.client.post(&token_url).json(&json!({
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+        }))
+    };
+
+    let first = code(&app, &user.access).await;
+    let (status, body) = post("wrong-secret", exchange(&first, REDIRECT_URI)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+
+    let (status, grant) = post(&secret, exchange(&first, REDIRECT_URI)).await;
+    assert_eq!(status, 200, "{grant}");
+    assert_eq!(grant["token_type"], "bearer");
+    assert_eq!(grant["workspace_name"], "Sandbox Workspace");
+    assert!(
+        grant["access_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("secret_")
+    );
+    let (status, reused) = post(&secret, exchange(&first, REDIRECT_URI)).await;
+    assert_eq!(
+        (status, reused["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "single use"
+    );
+
+    let second = code(&app, &user.access).await;
+    let (status, mismatch) = post(
+        &secret,
+        exchange(&second, "http://localhost:8000/elsewhere"),
+    )
+    .await;
+    assert_eq!(
+        (status, mismatch["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+
+    // A form-encoded refresh rotates the pair.
+    let refresh_token = grant["refresh_token"].as_str().unwrap().to_owned();
+    let refresh = || {
+        app.client.post(&token_url).form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.as_str()),
+        ])
+    };
+    let (status, rotated) = post(&secret, refresh()).await;
+    assert_eq!(status, 200);
+    assert_ne!(rotated["refresh_token"], grant["refresh_token"]);
+    let (status, stale) = post(&secret, refresh()).await;
+    assert_eq!(
+        (status, stale["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+
+    let access = rotated["access_token"].as_str().unwrap().to_owned();
+    let introspect = || {
+        app.client
+            .post(app.url("/sandbox/notion/v1/oauth/introspect"))
+            .json(&json!({ "token": access }))
+    };
+    let (status, live) = post(&secret, introspect()).await;
+    assert_eq!((status, &live["active"]), (200, &json!(true)));
+    let revoke = app
+        .client
+        .post(app.url("/sandbox/notion/v1/oauth/revoke"))
+        .json(&json!({ "token": access }));
+    let (status, revoked) = post(&secret, revoke).await;
+    assert_eq!((status, revoked), (200, json!({})));
+    let (_, dead) = post(&secret, introspect()).await;
+    assert_eq!(dead["active"], json!(false));
+
+    let (status, bad_json) = post(
+        &secret,
+        app.client
+            .post(&token_url)
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await;
+    assert_eq!((status, bad_json["object"].as_str()), (400, Some("error")));
+    assert_eq!(bad_json["code"], "invalid_json");
+}
