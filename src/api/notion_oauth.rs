@@ -6,13 +6,16 @@
 //! ties it to that user's browser; and the redirect target is fixed by configuration, never
 //! taken from the request.
 //!
-//! The state is consumed (atomically) before the code is exchanged, so a replayed or concurrent
-//! callback can never cause a second exchange; the connection is then written in one
-//! transaction.
+//! The state is claimed (marked consumed, atomically) before the code is exchanged, so a replayed
+//! or concurrent callback can never cause a second exchange, even across instances. The
+//! exchange is an HTTP call to Notion and no database lock is held over it. Afterwards one
+//! transaction deletes the claimed state and stores the connection: both happen or neither does,
+//! and a flow whose user was deleted meanwhile stores nothing.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use poem::{Request, web::Data};
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Query, payload::Json};
+use sea_orm::TransactionTrait;
 use time::OffsetDateTime;
 
 use super::{ApiTags, cookie, set_cookie};
@@ -23,6 +26,7 @@ use crate::{
     notion::oauth::{ExchangeError, Grant},
     state::AppState,
     store::{
+        StoreError,
         connections::{self, SealedConnection},
         oauth_states,
     },
@@ -56,8 +60,8 @@ pub enum AuthorizeResponse {
 #[derive(ApiResponse)]
 pub enum CallbackResponse {
     /// Back to the web app: `#/connections?connected={connection_id}` on success, or
-    /// `#/connections?error={code}` with `access_denied`, `invalid_state`, `exchange_failed` or
-    /// `notion_unavailable`.
+    /// `#/connections?error={code}` with `access_denied`, `invalid_state`, `exchange_failed`,
+    /// `notion_unavailable` or `server_error`.
     #[oai(status = 303)]
     SeeOther(
         #[oai(header = "Location")] String,
@@ -145,6 +149,8 @@ pub enum CallbackError {
     InvalidState,
     ExchangeFailed,
     NotionUnavailable,
+    /// Our own failure, such as an unreachable database; the cause is logged.
+    ServerError,
 }
 
 impl CallbackError {
@@ -154,6 +160,7 @@ impl CallbackError {
             Self::InvalidState => "invalid_state",
             Self::ExchangeFailed => "exchange_failed",
             Self::NotionUnavailable => "notion_unavailable",
+            Self::ServerError => "server_error",
         }
     }
 }
@@ -181,7 +188,7 @@ async fn finish(
             _ => CallbackError::ExchangeFailed,
         });
     }
-    let user_id = flow?;
+    let flow = flow?;
     let code = code
         .filter(|c| !c.is_empty())
         .ok_or(CallbackError::ExchangeFailed)?;
@@ -192,27 +199,38 @@ async fn finish(
             ExchangeError::Unavailable(_) => CallbackError::NotionUnavailable,
         }
     })?;
-    let stored = store_grant(state, user_id, grant).await.map_err(|e| {
-        tracing::error!(error = %e, "storing a Notion connection failed");
-        CallbackError::NotionUnavailable
-    })?;
-    tracing::info!(connection_id = %stored, %user_id, "Notion workspace connected");
+    let stored = store_grant(state, flow, grant).await?;
+    tracing::info!(connection_id = %stored, user_id = %flow.user_id, "Notion workspace connected");
     Ok(stored)
 }
 
-/// Checks and consumes the state: it must exist, be unexpired and unused, and come with the
-/// cookie of the browser that started the flow. Returns the user who started it.
+/// A flow whose state this callback has claimed.
+#[derive(Clone, Copy)]
+struct Flow {
+    state_id: uuid::Uuid,
+    user_id: uuid::Uuid,
+}
+
+fn server_error(doing: &'static str) -> impl Fn(StoreError) -> CallbackError + Copy {
+    move |e| {
+        tracing::error!(error = %e, "{doing} failed");
+        CallbackError::ServerError
+    }
+}
+
+/// Checks and claims the state: it must exist, be unexpired and unclaimed, and come with the
+/// cookie of the browser that started the flow.
 async fn claim_state(
     state: &AppState,
     req: &Request,
     oauth_state: Option<&str>,
-) -> Result<uuid::Uuid, CallbackError> {
+) -> Result<Flow, CallbackError> {
     let oauth_state = oauth_state
         .filter(|s| !s.is_empty() && s.len() <= 128)
         .ok_or(CallbackError::InvalidState)?;
     let row = oauth_states::find_by_hash(&state.db, &hash_token(oauth_state))
         .await
-        .map_err(|_| CallbackError::NotionUnavailable)?
+        .map_err(server_error("reading an OAuth state"))?
         .ok_or(CallbackError::InvalidState)?;
     if row.consumed_at.is_some() || row.expires_at <= OffsetDateTime::now_utc() {
         return Err(CallbackError::InvalidState);
@@ -222,18 +240,48 @@ async fn claim_state(
     if !same_browser {
         return Err(CallbackError::InvalidState);
     }
-    match oauth_states::consume(&state.db, row.id).await {
-        Ok(true) => Ok(row.user_id),
-        Ok(false) => Err(CallbackError::InvalidState),
-        Err(_) => Err(CallbackError::NotionUnavailable),
+    let claimed = oauth_states::claim(&state.db, row.id)
+        .await
+        .map_err(server_error("claiming an OAuth state"))?;
+    if !claimed {
+        return Err(CallbackError::InvalidState);
     }
+    Ok(Flow {
+        state_id: row.id,
+        user_id: row.user_id,
+    })
 }
 
+/// Seals the grant's secrets, then ends the flow and stores the connection in one transaction.
 async fn store_grant(
+    state: &AppState,
+    flow: Flow,
+    grant: Grant,
+) -> Result<uuid::Uuid, CallbackError> {
+    let sealed = seal_grant(state, flow.user_id, grant).map_err(|e| {
+        tracing::error!(error = %e, "sealing a Notion grant failed");
+        CallbackError::ServerError
+    })?;
+    let failed = server_error("storing a Notion connection");
+    let txn = state.db.begin().await.map_err(|e| failed(e.into()))?;
+    if !oauth_states::finish(&txn, flow.state_id)
+        .await
+        .map_err(failed)?
+    {
+        // The state went away with its user: there is nobody to store the connection for.
+        tracing::info!(user_id = %flow.user_id, "the user was deleted during a Notion authorization");
+        return Err(CallbackError::InvalidState);
+    }
+    let stored = connections::upsert(&txn, sealed).await.map_err(failed)?;
+    txn.commit().await.map_err(|e| failed(e.into()))?;
+    Ok(stored.id)
+}
+
+fn seal_grant(
     state: &AppState,
     user_id: uuid::Uuid,
     grant: Grant,
-) -> Result<uuid::Uuid, ApiError> {
+) -> Result<SealedConnection, ApiError> {
     let Grant {
         access_token,
         refresh_token,
@@ -272,7 +320,7 @@ async fn store_grant(
             .map_err(ApiError::internal)?,
         key_id: cipher.primary_key_id().to_owned(),
     };
-    Ok(connections::upsert(&state.db, sealed).await?.id)
+    Ok(sealed)
 }
 
 fn random_token() -> Result<String, ApiError> {

@@ -1,6 +1,6 @@
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait, sea_query::OnConflict,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, sea_query::OnConflict,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -28,12 +28,11 @@ pub struct SealedConnection {
 }
 
 /// Inserts the connection, or updates the row of the same user and bot (a re-authorization),
-/// in one transaction, and returns the stored row.
+/// and returns the stored row. Two statements: run it in a transaction.
 pub async fn upsert(
-    db: &DatabaseConnection,
+    txn: &DatabaseTransaction,
     sealed: SealedConnection,
 ) -> Result<Model, StoreError> {
-    let txn = db.begin().await?;
     let now = OffsetDateTime::now_utc();
     let (user_id, bot_id) = (sealed.user_id, sealed.bot_id.clone());
     let row = ActiveModel {
@@ -73,18 +72,14 @@ pub async fn upsert(
                 ])
                 .to_owned(),
         )
-        .exec_without_returning(&txn)
+        .exec_without_returning(txn)
         .await?;
-    let stored = Entity::find()
+    Entity::find()
         .filter(Column::UserId.eq(user_id))
         .filter(Column::BotId.eq(bot_id))
-        .one(&txn)
+        .one(txn)
         .await?
-        .ok_or_else(|| {
-            StoreError::Db(sea_orm::DbErr::RecordNotFound("upserted connection".into()))
-        })?;
-    txn.commit().await?;
-    Ok(stored)
+        .ok_or_else(|| StoreError::Db(sea_orm::DbErr::RecordNotFound("upserted connection".into())))
 }
 
 pub async fn list_for_user(

@@ -34,8 +34,9 @@ pub async fn find_by_hash(
         .await?)
 }
 
-/// Marks a state used, atomically: true for exactly one caller, however many race.
-pub async fn consume(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreError> {
+/// Claims a state for the one callback that may exchange its code: marks it consumed,
+/// atomically, so this is true for exactly one caller however many race.
+pub async fn claim(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreError> {
     let result = oauth_state::Entity::update_many()
         .col_expr(
             oauth_state::Column::ConsumedAt,
@@ -43,6 +44,18 @@ pub async fn consume(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreE
         )
         .filter(oauth_state::Column::Id.eq(id))
         .filter(oauth_state::Column::ConsumedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Ends a claimed flow by deleting its state. Meant to run in the transaction that stores the
+/// flow's result: false (and the caller rolls back) when the state is gone, which happens when
+/// its user was deleted meanwhile.
+pub async fn finish(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreError> {
+    let result = oauth_state::Entity::delete_many()
+        .filter(oauth_state::Column::Id.eq(id))
+        .filter(oauth_state::Column::ConsumedAt.is_not_null())
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)

@@ -78,6 +78,8 @@ pub const MOCK_PAGE: &str = r#"{"object":"list","results":[
 #[derive(Clone)]
 struct Shared {
     token_reply: Arc<Mutex<TokenReply>>,
+    /// How long code exchanges take before answering.
+    exchange_delay: Arc<Mutex<Duration>>,
     revoke_status: Arc<Mutex<StatusCode>>,
     token_calls: Arc<AtomicUsize>,
     revoke_calls: Arc<AtomicUsize>,
@@ -103,6 +105,7 @@ impl MockNotion {
     pub async fn start(reply: TokenReply) -> Self {
         let shared = Shared {
             token_reply: Arc::new(Mutex::new(reply)),
+            exchange_delay: Arc::default(),
             revoke_status: Arc::new(Mutex::new(StatusCode::OK)),
             token_calls: Arc::default(),
             revoke_calls: Arc::default(),
@@ -140,6 +143,21 @@ impl MockNotion {
 
     pub fn reply_with(&self, reply: TokenReply) {
         *self.shared.token_reply.lock().unwrap() = reply;
+    }
+
+    /// Makes code exchanges take this long before they answer.
+    pub fn delay_exchanges(&self, delay: Duration) {
+        *self.shared.exchange_delay.lock().unwrap() = delay;
+    }
+
+    /// Waits (briefly) until the token endpoint has received `n` code exchanges.
+    pub async fn wait_for_exchanges(&self, n: usize) {
+        for _ in 0..100 {
+            if self.token_calls() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Answers the next searches with these replies, in order.
@@ -233,6 +251,8 @@ async fn token(shared: Data<&Shared>, req: &poem::Request, body: String) -> Resp
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     *shared.last_token_request.lock().unwrap() = Some((authorization, body));
+    let delay = *shared.exchange_delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
     let reply = shared.token_reply.lock().unwrap().clone();
     let grant = |bot_id: String, access_token: String, refresh: bool| {
         let refresh_token = refresh.then(|| format!("{access_token}-refresh"));

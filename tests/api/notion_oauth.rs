@@ -1,7 +1,7 @@
 use std::collections::HashMap;
 
-use notion_connect::entity::{notion_connection, oauth_state};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use notion_connect::entity::{notion_connection, oauth_state, user};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::Value;
 
 use crate::{
@@ -159,6 +159,9 @@ on_both_databases!(
     cancelling_at_notion_stores_nothing,
     bad_states_are_rejected_without_calling_notion,
     concurrent_callbacks_exchange_the_code_once,
+    a_finished_flow_leaves_no_state_behind,
+    a_user_deleted_during_the_exchange_gets_no_connection,
+    a_database_failure_during_the_callback_is_a_server_error,
     token_endpoint_failures_redirect_with_an_error_and_store_nothing,
     the_exchange_uses_basic_auth_and_the_exact_redirect_uri,
     reauthorizing_a_workspace_updates_its_connection,
@@ -362,6 +365,81 @@ async fn concurrent_callbacks_exchange_the_code_once(backend: Backend) {
     assert_eq!(connected, 1);
     assert_eq!(notion.token_calls(), 1);
     assert_eq!(connection_count(&app).await, 1);
+}
+
+async fn state_count(app: &TestApp) -> u64 {
+    oauth_state::Entity::find().count(&app.db).await.unwrap()
+}
+
+async fn a_finished_flow_leaves_no_state_behind(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.signed_in("fay").await;
+    let flow = app.start_flow(&user.access).await;
+    assert_eq!(state_count(&app).await, 1);
+    let location = app.decide(&flow, "allow").await;
+    let landed = app
+        .callback(location.query().unwrap(), Some(&flow.binding))
+        .await;
+    assert!(
+        fragment_query(&landed).contains_key("connected"),
+        "{landed}"
+    );
+
+    assert_eq!(
+        state_count(&app).await,
+        0,
+        "the state is deleted in the transaction that stored the connection"
+    );
+    let replayed = app
+        .callback(location.query().unwrap(), Some(&flow.binding))
+        .await;
+    assert_eq!(fragment_query(&replayed)["error"], "invalid_state");
+    assert_eq!(connection_count(&app).await, 1);
+}
+
+async fn a_user_deleted_during_the_exchange_gets_no_connection(backend: Backend) {
+    let notion = MockNotion::start(TokenReply::Grant {
+        bot_id: "bot-1".into(),
+        access_token: "secret_orphan".into(),
+    })
+    .await;
+    notion.delay_exchanges(std::time::Duration::from_millis(300));
+    let app = spawn_app_with(backend, |vars| notion.configure(vars)).await;
+    let user = app.signed_in("gus").await;
+    let flow = app.start_flow(&user.access).await;
+
+    let query = format!("code=c&state={}", flow.state);
+    let callback = app.callback(&query, Some(&flow.binding));
+    let delete_user = async {
+        notion.wait_for_exchanges(1).await;
+        user::Entity::delete_many().exec(&app.db).await.unwrap();
+    };
+    let (landed, ()) = futures_util::join!(callback, delete_user);
+
+    assert_eq!(
+        fragment_query(&landed)["error"],
+        "invalid_state",
+        "{landed}"
+    );
+    assert_eq!(notion.token_calls(), 1);
+    assert_eq!(connection_count(&app).await, 0);
+}
+
+async fn a_database_failure_during_the_callback_is_a_server_error(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.signed_in("hal").await;
+    let flow = app.start_flow(&user.access).await;
+    app.db
+        .execute_unprepared("DROP TABLE oauth_states")
+        .await
+        .unwrap();
+
+    let landed = app
+        .callback(&format!("code=c&state={}", flow.state), Some(&flow.binding))
+        .await;
+
+    assert_eq!(fragment_query(&landed)["error"], "server_error", "{landed}");
+    assert_eq!(connection_count(&app).await, 0);
 }
 
 async fn token_endpoint_failures_redirect_with_an_error_and_store_nothing(backend: Backend) {
