@@ -19,6 +19,7 @@ pub mod crypto;
 pub mod db;
 pub mod entity;
 pub mod error;
+pub mod housekeeping;
 pub mod notion;
 pub mod rotation;
 pub mod sandbox;

@@ -25,6 +25,7 @@ use crate::{
     config::Settings,
     db,
     error::ApiError,
+    housekeeping,
     notion::{NotionEndpoints, SANDBOX_PATH},
     sandbox::Sandbox,
     secret::Secret,
@@ -140,10 +141,13 @@ impl Application {
             environment = ?settings.env,
             "notion-connect is listening"
         );
+        let sweeper = housekeeping::spawn(self.state.db.clone());
         let app = routes(self.state);
-        Server::new_with_acceptor(self.acceptor)
+        let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
-            .await
+            .await;
+        sweeper.abort();
+        served
     }
 }
 

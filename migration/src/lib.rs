@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_create_accounts;
 mod m20261123_000002_create_notion_connections;
 mod m20261123_000003_add_connection_refresh_lease;
+mod m20261123_000004_add_housekeeping_indexes;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_create_accounts::Migration),
             Box::new(m20261123_000002_create_notion_connections::Migration),
             Box::new(m20261123_000003_add_connection_refresh_lease::Migration),
+            Box::new(m20261123_000004_add_housekeeping_indexes::Migration),
         ]
     }
 }

@@ -101,8 +101,6 @@ impl NotionOAuthApi {
             expires_at,
         )
         .await?;
-        // Housekeeping: expired states are useless; dropping them here keeps the table small.
-        let _ = oauth_states::delete_expired(&state.db).await;
         let url = state.notion.authorize_url(&oauth_state);
         let cookie = binding_cookie(&state, &binding, STATE_LIFETIME.whole_seconds());
         Ok(AuthorizeResponse::Ready(

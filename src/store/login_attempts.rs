@@ -49,3 +49,16 @@ pub async fn clear(db: &impl ConnectionTrait, username_key: &str) -> Result<(), 
         .await?;
     Ok(())
 }
+
+/// Forgets the failure counts of names whose latest failure came before `cutoff`, including the
+/// names nobody has, so guessing at random names cannot grow the table without bound.
+pub async fn forget_before(
+    db: &impl ConnectionTrait,
+    cutoff: OffsetDateTime,
+) -> Result<u64, StoreError> {
+    let result = login_attempt::Entity::delete_many()
+        .filter(login_attempt::Column::LastFailureAt.lt(cutoff))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}

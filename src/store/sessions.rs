@@ -103,3 +103,13 @@ pub async fn user_of_live_family(
         .one(db)
         .await?)
 }
+
+/// Deletes refresh tokens past their expiry. An expired token is refused whether or not its row
+/// exists, so nothing is lost but the row.
+pub async fn delete_expired(db: &impl ConnectionTrait) -> Result<u64, StoreError> {
+    let result = session::Entity::delete_many()
+        .filter(session::Column::ExpiresAt.lt(OffsetDateTime::now_utc()))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}

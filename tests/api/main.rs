@@ -7,6 +7,7 @@ mod cli;
 mod connections;
 mod errors;
 mod health;
+mod housekeeping;
 mod mock_notion;
 mod notion_oauth;
 mod openapi;

@@ -1,0 +1,55 @@
+//! Periodic clean-up of rows that have stopped meaning anything: expired refresh tokens, expired
+//! OAuth states, and failed-login counts nobody has added to for a day. Each is one indexed
+//! `DELETE`; a failed sweep is logged and tried again at the next tick.
+
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use time::OffsetDateTime;
+
+use crate::store::{StoreError, login_attempts, oauth_states, sessions};
+
+/// How often the sweep runs.
+pub const INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// A name's failed-login count is forgotten this long after its latest failure. Far beyond the
+/// longest throttling delay, so forgetting never shortens one that is running.
+pub const FORGET_FAILURES_AFTER: time::Duration = time::Duration::days(1);
+
+/// How many rows one sweep deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub sessions: u64,
+    pub oauth_states: u64,
+    pub login_attempts: u64,
+}
+
+/// Deletes everything that has expired by now.
+pub async fn sweep(db: &DatabaseConnection) -> Result<Swept, StoreError> {
+    let cutoff = OffsetDateTime::now_utc() - FORGET_FAILURES_AFTER;
+    Ok(Swept {
+        sessions: sessions::delete_expired(db).await?,
+        oauth_states: oauth_states::delete_expired(db).await?,
+        login_attempts: login_attempts::forget_before(db, cutoff).await?,
+    })
+}
+
+/// Runs [`sweep`] every [`INTERVAL`], the first time one interval after start-up, until the
+/// returned task is aborted.
+pub fn spawn(db: DatabaseConnection) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let first = tokio::time::Instant::now() + INTERVAL;
+        let mut ticks = tokio::time::interval_at(first, INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match sweep(&db).await {
+                Ok(swept) if swept != Swept::default() => {
+                    tracing::info!(?swept, "deleted expired rows")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "clean-up of expired rows failed"),
+            }
+        }
+    })
+}

@@ -1,0 +1,75 @@
+use notion_connect::{
+    auth::hash_token,
+    entity::{login_attempt, oauth_state, session},
+    housekeeping::{self, Swept},
+    store::{login_attempts, oauth_states, sessions},
+};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::helpers::{Backend, on_both_databases, spawn_app};
+
+on_both_databases!(the_sweep_deletes_only_what_has_expired);
+
+async fn the_sweep_deletes_only_what_has_expired(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.signed_in("iris").await;
+    let me: serde_json::Value = app
+        .get_as("/api/v1/me", &user.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let user_id: Uuid = me["id"].as_str().unwrap().parse().unwrap();
+    let past = OffsetDateTime::now_utc() - Duration::minutes(1);
+
+    sessions::insert(&app.db, user_id, Uuid::now_v7(), hash_token("old"), past)
+        .await
+        .unwrap();
+    app.start_flow(&user.access).await;
+    oauth_states::insert(&app.db, user_id, hash_token("s"), hash_token("b"), past)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.login("recent-ghost", "wrong password").await.status(),
+        401
+    );
+    login_attempts::record_failure(&app.db, "old-ghost")
+        .await
+        .unwrap();
+    login_attempt::Entity::update_many()
+        .col_expr(
+            login_attempt::Column::LastFailureAt,
+            Expr::value(OffsetDateTime::now_utc() - Duration::days(2)),
+        )
+        .filter(login_attempt::Column::UsernameKey.eq("old-ghost"))
+        .exec(&app.db)
+        .await
+        .unwrap();
+
+    let swept = housekeeping::sweep(&app.db).await.unwrap();
+
+    assert_eq!(
+        swept,
+        Swept {
+            sessions: 1,
+            oauth_states: 1,
+            login_attempts: 1
+        }
+    );
+    assert_eq!(session::Entity::find().count(&app.db).await.unwrap(), 1);
+    assert_eq!(oauth_state::Entity::find().count(&app.db).await.unwrap(), 1);
+    let remembered = login_attempt::Entity::find().all(&app.db).await.unwrap();
+    assert_eq!(remembered.len(), 1);
+    assert_eq!(remembered[0].username_key, "recent-ghost");
+    let refreshed = app
+        .post_with_cookie("/api/v1/auth/refresh", &user.refresh)
+        .await;
+    assert_eq!(refreshed.status(), 200, "the live session survives");
+    assert_eq!(
+        housekeeping::sweep(&app.db).await.unwrap(),
+        Swept::default(),
+        "a second sweep finds nothing"
+    );
+}
