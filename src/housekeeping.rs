@@ -16,6 +16,10 @@ pub const INTERVAL: Duration = Duration::from_secs(10 * 60);
 /// longest throttling delay, so forgetting never shortens one that is running.
 pub const FORGET_FAILURES_AFTER: time::Duration = time::Duration::days(1);
 
+/// An expired OAuth state is kept this much longer, so that a callback which claimed it just
+/// before it expired can still finish its flow (the callback checks expiry itself).
+pub const KEEP_EXPIRED_STATES: time::Duration = time::Duration::hours(1);
+
 /// How many rows one sweep deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Swept {
@@ -26,11 +30,11 @@ pub struct Swept {
 
 /// Deletes everything that has expired by now.
 pub async fn sweep(db: &DatabaseConnection) -> Result<Swept, StoreError> {
-    let cutoff = OffsetDateTime::now_utc() - FORGET_FAILURES_AFTER;
+    let now = OffsetDateTime::now_utc();
     Ok(Swept {
         sessions: sessions::delete_expired(db).await?,
-        oauth_states: oauth_states::delete_expired(db).await?,
-        login_attempts: login_attempts::forget_before(db, cutoff).await?,
+        oauth_states: oauth_states::delete_expired_before(db, now - KEEP_EXPIRED_STATES).await?,
+        login_attempts: login_attempts::forget_before(db, now - FORGET_FAILURES_AFTER).await?,
     })
 }
 

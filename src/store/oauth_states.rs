@@ -61,10 +61,13 @@ pub async fn finish(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreEr
     Ok(result.rows_affected == 1)
 }
 
-/// Forgets states that can no longer be used.
-pub async fn delete_expired(db: &impl ConnectionTrait) -> Result<u64, StoreError> {
+/// Forgets states that expired before `cutoff`.
+pub async fn delete_expired_before(
+    db: &impl ConnectionTrait,
+    cutoff: OffsetDateTime,
+) -> Result<u64, StoreError> {
     let result = oauth_state::Entity::delete_many()
-        .filter(oauth_state::Column::ExpiresAt.lt(OffsetDateTime::now_utc()))
+        .filter(oauth_state::Column::ExpiresAt.lt(cutoff))
         .exec(db)
         .await?;
     Ok(result.rows_affected)

@@ -28,9 +28,19 @@ async fn the_sweep_deletes_only_what_has_expired(backend: Backend) {
         .await
         .unwrap();
     app.start_flow(&user.access).await;
-    oauth_states::insert(&app.db, user_id, hash_token("s"), hash_token("b"), past)
+    let just_expired = past;
+    let long_expired = past - Duration::hours(2);
+    for (name, expires_at) in [("just", just_expired), ("long", long_expired)] {
+        oauth_states::insert(
+            &app.db,
+            user_id,
+            hash_token(name),
+            hash_token(name),
+            expires_at,
+        )
         .await
         .unwrap();
+    }
     assert_eq!(
         app.login("recent-ghost", "wrong password").await.status(),
         401
@@ -59,7 +69,11 @@ async fn the_sweep_deletes_only_what_has_expired(backend: Backend) {
         }
     );
     assert_eq!(session::Entity::find().count(&app.db).await.unwrap(), 1);
-    assert_eq!(oauth_state::Entity::find().count(&app.db).await.unwrap(), 1);
+    assert_eq!(
+        oauth_state::Entity::find().count(&app.db).await.unwrap(),
+        2,
+        "the live state and the one that expired only just now are kept"
+    );
     let remembered = login_attempt::Entity::find().all(&app.db).await.unwrap();
     assert_eq!(remembered.len(), 1);
     assert_eq!(remembered[0].username_key, "recent-ghost");
