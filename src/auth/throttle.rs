@@ -29,7 +29,12 @@ pub fn delay_after(failures: i32) -> Duration {
 pub struct RateLimiter<K> {
     capacity: f64,
     per_second: f64,
-    buckets: Mutex<HashMap<K, Bucket>>,
+    buckets: Mutex<Buckets<K>>,
+}
+
+struct Buckets<K> {
+    by_key: HashMap<K, Bucket>,
+    last_sweep: Option<Instant>,
 }
 
 struct Bucket {
@@ -37,8 +42,10 @@ struct Bucket {
     updated: Instant,
 }
 
-/// Above this many tracked keys, full buckets are forgotten.
+/// Above this many tracked keys, full buckets are forgotten...
 const MAX_TRACKED: usize = 100_000;
+/// ...at most this often, so a flood of new keys cannot make every check scan the map.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl<K: Hash + Eq> RateLimiter<K> {
     /// `per_minute` requests a minute, in bursts of as many.
@@ -57,25 +64,38 @@ impl<K: Hash + Eq> RateLimiter<K> {
         Self {
             capacity,
             per_second,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                by_key: HashMap::new(),
+                last_sweep: None,
+            }),
         }
     }
 
     /// Takes one token for `key`, or says how long until one is available.
     pub fn check(&self, key: K) -> Result<(), Duration> {
+        self.check_at(key, Instant::now())
+    }
+
+    fn check_at(&self, key: K, now: Instant) -> Result<(), Duration> {
         let (capacity, per_second) = (self.capacity, self.per_second);
-        let now = Instant::now();
+        let refilled = |bucket: &Bucket| {
+            let gained = now.saturating_duration_since(bucket.updated).as_secs_f64() * per_second;
+            (bucket.tokens + gained).min(capacity)
+        };
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() >= MAX_TRACKED {
-            buckets
-                .retain(|_, b| now.duration_since(b.updated).as_secs_f64() * per_second < capacity);
+        let sweep_due = buckets
+            .last_sweep
+            .is_none_or(|last| now.saturating_duration_since(last) >= SWEEP_EVERY);
+        if buckets.by_key.len() >= MAX_TRACKED && sweep_due {
+            // A full bucket is exactly what a forgotten key starts with.
+            buckets.by_key.retain(|_, b| refilled(b) < capacity);
+            buckets.last_sweep = Some(now);
         }
-        let bucket = buckets.entry(key).or_insert(Bucket {
+        let bucket = buckets.by_key.entry(key).or_insert(Bucket {
             tokens: capacity,
             updated: now,
         });
-        let refilled = now.duration_since(bucket.updated).as_secs_f64() * per_second;
-        bucket.tokens = (bucket.tokens + refilled).min(capacity);
+        bucket.tokens = refilled(bucket);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
@@ -83,6 +103,12 @@ impl<K: Hash + Eq> RateLimiter<K> {
         } else {
             Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
         }
+    }
+
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        buckets.by_key.len()
     }
 }
 
@@ -216,6 +242,32 @@ mod tests {
             limiter.check_ip(v6).unwrap();
         }
         assert!(limiter.check_ip(same_64).is_err());
+    }
+
+    #[test]
+    fn full_buckets_are_forgotten_at_most_once_a_second_when_too_many_are_tracked() {
+        let limiter = RateLimiter::<usize>::per_second(1);
+        let start = Instant::now();
+        for key in 0..MAX_TRACKED {
+            limiter.check_at(key, start).unwrap();
+        }
+        assert_eq!(limiter.tracked(), MAX_TRACKED);
+
+        // Everything is drained: the sweep finds nothing to forget, and the next one waits.
+        limiter.check_at(MAX_TRACKED, start).unwrap();
+        assert_eq!(limiter.tracked(), MAX_TRACKED + 1);
+
+        // Half a second on, the buckets are full again, but no sweep is due yet.
+        let half = start + Duration::from_millis(500);
+        limiter.check_at(MAX_TRACKED + 1, half).unwrap();
+        assert_eq!(limiter.tracked(), MAX_TRACKED + 2);
+
+        // A second after the last sweep, every refilled bucket is forgotten; the one drained
+        // half a second ago is kept, and still refuses.
+        let later = start + SWEEP_EVERY + Duration::from_millis(1);
+        limiter.check_at(0, later).unwrap();
+        assert_eq!(limiter.tracked(), 2);
+        assert!(limiter.check_at(MAX_TRACKED + 1, later).is_err());
     }
 
     #[test]
