@@ -6,6 +6,7 @@ pub mod auth;
 pub mod connections;
 pub mod health;
 pub mod notion_oauth;
+pub mod payload;
 pub mod search;
 
 use poem::{

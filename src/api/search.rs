@@ -6,11 +6,12 @@ use poem_openapi::{
     param::{Path, Query},
     payload::Json,
 };
+use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{ApiTags, connections::not_found, problem};
+use super::{ApiTags, connections::not_found, payload::SerdeJson, problem};
 use crate::{
     auth::BearerAuth,
     error::{ApiError, Problem},
@@ -44,8 +45,9 @@ pub enum SearchSort {
     Ascending,
 }
 
-#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Enum, Serialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum ResultObject {
     Page,
     DataSource,
@@ -53,20 +55,21 @@ pub enum ResultObject {
     Database,
 }
 
-#[derive(Object, Clone, Debug)]
+#[derive(Object, Serialize, Clone, Debug)]
 pub struct EmojiIcon {
     pub emoji: String,
 }
 
-#[derive(Object, Clone, Debug)]
+#[derive(Object, Serialize, Clone, Debug)]
 pub struct UrlIcon {
     /// An external image, an uploaded file (the link expires), or a custom emoji.
     pub url: String,
 }
 
 /// A page's or data source's icon.
-#[derive(Union, Clone, Debug)]
+#[derive(Union, Serialize, Clone, Debug)]
 #[oai(discriminator_name = "type", one_of)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Icon {
     #[oai(mapping = "emoji")]
     Emoji(EmojiIcon),
@@ -75,7 +78,7 @@ pub enum Icon {
 }
 
 /// One page or data source the connection can see.
-#[derive(Object, Clone, Debug)]
+#[derive(Object, Serialize, Clone, Debug)]
 pub struct SearchResult {
     pub id: String,
     pub object: ResultObject,
@@ -108,7 +111,9 @@ impl From<Item> for SearchResult {
     }
 }
 
-#[derive(Object)]
+// Serialised directly (`SerdeJson`): its serde and poem-openapi attributes must agree, as the
+// test below checks.
+#[derive(Object, Serialize)]
 pub struct SearchResults {
     pub results: Vec<SearchResult>,
     /// Pass as `cursor` for the next page.
@@ -119,7 +124,7 @@ pub struct SearchResults {
 #[derive(ApiResponse)]
 pub enum SearchResponse {
     #[oai(status = 200)]
-    Results(Json<SearchResults>),
+    Results(SerdeJson<SearchResults>),
     /// No valid access token (`unauthorized`).
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
@@ -255,7 +260,7 @@ impl SearchApi {
         if stale {
             connections::touch_last_used(&state.db, row.id).await?;
         }
-        Ok(SearchResponse::Results(Json(SearchResults {
+        Ok(SearchResponse::Results(SerdeJson(SearchResults {
             results: items.into_iter().map(SearchResult::from).collect(),
             next_cursor,
             has_more,
@@ -306,6 +311,64 @@ fn map_failure(connection_id: Uuid, error: NotionError) -> SearchResponse {
         NotionError::Timeout => timeout(),
         NotionError::Unauthorized | NotionError::Status { .. } | NotionError::Unusable(_) => {
             notion_error()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use poem_openapi::types::ToJSON;
+
+    use super::*;
+
+    #[test]
+    fn serde_writes_the_json_the_schema_describes() {
+        let result = |id: &str, object, icon| SearchResult {
+            id: id.to_owned(),
+            object,
+            title: "Roadmap \"2027\"".to_owned(),
+            url: Some("https://www.notion.so/roadmap".to_owned()),
+            icon,
+            last_edited_time: Some("2026-11-01T00:00:00.000Z".to_owned()),
+            in_trash: false,
+        };
+        let page = SearchResults {
+            results: vec![
+                result(
+                    "a",
+                    ResultObject::Page,
+                    Some(Icon::Emoji(EmojiIcon {
+                        emoji: "🗺️".to_owned(),
+                    })),
+                ),
+                result(
+                    "b",
+                    ResultObject::DataSource,
+                    Some(Icon::Url(UrlIcon {
+                        url: "https://example.com/i.png".to_owned(),
+                    })),
+                ),
+                SearchResult {
+                    url: None,
+                    last_edited_time: None,
+                    in_trash: true,
+                    ..result("c", ResultObject::Database, None)
+                },
+            ],
+            next_cursor: Some("cursor".to_owned()),
+            has_more: true,
+        };
+        let last_page = SearchResults {
+            results: vec![],
+            next_cursor: None,
+            has_more: false,
+        };
+
+        for value in [page, last_page] {
+            assert_eq!(
+                serde_json::to_value(&value).unwrap(),
+                value.to_json().unwrap()
+            );
         }
     }
 }
