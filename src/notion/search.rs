@@ -6,9 +6,12 @@
 //! rich-text array. Results may be partial (only `object` and `id`): every other field is
 //! optional here.
 
-use std::{borrow::Cow, collections::HashMap};
+use std::{borrow::Cow, fmt, marker::PhantomData};
 
-use serde::{Deserialize, de::IgnoredAny};
+use serde::{
+    Deserialize, Deserializer,
+    de::{IgnoredAny, MapAccess, SeqAccess, Visitor},
+};
 
 pub const UNTITLED: &str = "Untitled";
 
@@ -42,9 +45,9 @@ pub struct RawResult<'a> {
     /// Data sources and databases.
     #[serde(borrow, default)]
     pub title: Option<Vec<RichText<'a>>>,
-    /// Pages: values; data sources: the schema. Only a title value is of interest.
+    /// Pages: the title property's text; every other property is skipped unread.
     #[serde(borrow, default)]
-    pub properties: Option<HashMap<Cow<'a, str>, RawProperty<'a>>>,
+    pub properties: Option<PageTitle<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -53,20 +56,103 @@ pub struct RichText<'a> {
     pub plain_text: Cow<'a, str>,
 }
 
-#[derive(Deserialize)]
-pub struct RawProperty<'a> {
-    #[serde(rename = "type", borrow, default)]
-    pub kind: Cow<'a, str>,
-    /// A page's title value is a rich-text array; in a schema it is an empty object.
-    #[serde(borrow, default)]
-    pub title: Option<TitleValue<'a>>,
-}
+/// The text of the one property whose `type` is `title`, read from a `properties` object
+/// without collecting the others. `None` when there is none, or when the title is not a
+/// rich-text array (a data source's schema has `"title": {}` there).
+pub struct PageTitle<'a>(Option<Vec<RichText<'a>>>);
 
 #[derive(Deserialize)]
-#[serde(untagged)]
-pub enum TitleValue<'a> {
-    Text(#[serde(borrow)] Vec<RichText<'a>>),
-    Other(IgnoredAny),
+struct RawProperty<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    title: Option<TitleValue<'a>>,
+}
+
+/// A rich-text array, or any other value, which is skipped.
+struct TitleValue<'a>(Option<Vec<RichText<'a>>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for PageTitle<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Properties<'a>(PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for Properties<'a> {
+            type Value = PageTitle<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of properties")
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut found = None;
+                while let Some(IgnoredAny) = map.next_key()? {
+                    let property: RawProperty<'a> = map.next_value()?;
+                    if found.is_none()
+                        && property.kind == "title"
+                        && let Some(TitleValue(Some(text))) = property.title
+                    {
+                        found = Some(text);
+                    }
+                }
+                Ok(PageTitle(found))
+            }
+        }
+
+        deserializer.deserialize_map(Properties(PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for TitleValue<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Title<'a>(PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for Title<'a> {
+            type Value = TitleValue<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a rich-text array or any other value")
+            }
+
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+                let mut text = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+                while let Some(part) = seq.next_element()? {
+                    text.push(part);
+                }
+                Ok(TitleValue(Some(text)))
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
+                IgnoredAny.visit_map(map)?;
+                Ok(TitleValue(None))
+            }
+
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(TitleValue(None))
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(TitleValue(None))
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(TitleValue(None))
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(TitleValue(None))
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(TitleValue(None))
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(TitleValue(None))
+            }
+        }
+
+        deserializer.deserialize_any(Title(PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -128,15 +214,8 @@ impl RawResult<'_> {
         let title = match object {
             ObjectKind::Page => self
                 .properties
-                .as_ref()
-                .and_then(|properties| {
-                    properties
-                        .values()
-                        .find_map(|p| match (&*p.kind, &p.title) {
-                            ("title", Some(TitleValue::Text(text))) => Some(join(text)),
-                            _ => None,
-                        })
-                })
+                .and_then(|PageTitle(text)| text)
+                .map(|text| join(&text))
                 .unwrap_or_default(),
             ObjectKind::DataSource | ObjectKind::Database => {
                 self.title.as_deref().map(join).unwrap_or_default()
@@ -229,6 +308,22 @@ mod tests {
         assert!(items[2].in_trash);
         assert_eq!(items[3].url, None);
         assert_eq!(items[4].object, ObjectKind::Database);
+    }
+
+    #[test]
+    fn only_the_property_of_type_title_names_a_page() {
+        let body = br#"{"has_more":false,"next_cursor":null,"results":[
+            {"object":"page","id":"p","properties":{
+                "title":{"id":"a","type":"rich_text","rich_text":[{"plain_text":"not this"}]},
+                "Tags":{"id":"b","type":"multi_select","multi_select":[{"name":"x","title":[]}]},
+                "Odd":{"id":"c","type":"formula","title":"neither"},
+                "Due":{"id":"d","type":"date","date":{"start":"2026-11-23"}},
+                "Task":{"type":"title","id":"title","title":[{"plain_text":"Ship "},{"plain_text":"it"}]},
+                "After":{"type":"title","title":[{"plain_text":"a second title is ignored"}]}}}
+        ]}"#;
+        let (items, cursor, more) = parse(body).unwrap();
+        assert_eq!((cursor, more), (None, false));
+        assert_eq!(items[0].title, "Ship it");
     }
 
     #[test]
