@@ -57,6 +57,8 @@ pub struct SeedItem {
     pub in_trash: bool,
     /// Search returns only `object` and `id` for it.
     pub partial: bool,
+    /// The object as Notion's search returns it, rendered once.
+    pub json: String,
 }
 
 /// The workspace, built once.
@@ -111,7 +113,12 @@ fn generate() -> Vec<SeedItem> {
                 last_edited_time: newest - Duration::minutes(37 * i as i64),
                 in_trash: i % 23 == 7,
                 partial: object == "page" && i % 41 == 11,
+                json: String::new(),
             }
+        })
+        .map(|mut item| {
+            item.json = item.to_json().to_string();
+            item
         })
         .collect()
 }
@@ -132,7 +139,7 @@ fn rich_text(text: &str) -> Value {
 
 impl SeedItem {
     /// The object as Notion's search returns it.
-    pub fn to_json(&self) -> Value {
+    fn to_json(&self) -> Value {
         if self.partial {
             return json!({ "object": self.object, "id": self.id });
         }

@@ -5,7 +5,10 @@ use crate::{
     notion_oauth::query_of,
 };
 
-on_both_databases!(the_sandbox_token_endpoint_behaves_like_notions);
+on_both_databases!(
+    the_sandbox_token_endpoint_behaves_like_notions,
+    the_sandbox_search_answers_in_notions_shape,
+);
 
 const REDIRECT_URI: &str = "http://localhost:8000/api/v1/notion/oauth/callback";
 const CLIENT_ID: &str = "notion-connect-sandbox";
@@ -120,4 +123,68 @@ async fn the_sandbox_token_endpoint_behaves_like_notions(backend: Backend) {
     .await;
     assert_eq!((status, bad_json["object"].as_str()), (400, Some("error")));
     assert_eq!(bad_json["code"], "invalid_json");
+}
+
+async fn the_sandbox_search_answers_in_notions_shape(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.signed_in("shape").await;
+    let code = code(&app, &user.access).await;
+    let (status, grant) = post(
+        &app.notion_client_secret,
+        app.client
+            .post(app.url("/sandbox/notion/v1/oauth/token"))
+            .json(&json!({
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": REDIRECT_URI,
+            })),
+    )
+    .await;
+    assert_eq!(status, 200, "{grant}");
+    let access_token = grant["access_token"].as_str().unwrap();
+    let search = |token: &str, body: Value| {
+        app.client
+            .post(app.url("/sandbox/notion/v1/search"))
+            .bearer_auth(token)
+            .header("Notion-Version", "2026-03-11")
+            .json(&body)
+    };
+
+    let response = search(access_token, json!({ "page_size": 3 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let page: Value = response.json().await.unwrap();
+    assert_eq!(page["object"], "list");
+    assert_eq!(page["type"], "page_or_data_source");
+    assert_eq!(page["page_or_data_source"], json!({}));
+    assert_eq!(page["has_more"], true);
+    assert!(page["request_id"].is_string());
+    let results = page["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    assert!(results.iter().all(|r| r["id"].is_string()));
+    let cursor = page["next_cursor"].as_str().unwrap();
+
+    let last: Value = search(
+        access_token,
+        json!({ "page_size": 100, "start_cursor": cursor, "query": "zzz-nothing" }),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(last["results"], json!([]));
+    assert_eq!(last["next_cursor"], Value::Null);
+    assert_eq!(last["has_more"], false);
+
+    let refused = search("secret_not-issued", json!({})).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(
+        (error["object"].as_str(), error["code"].as_str()),
+        (Some("error"), Some("unauthorized"))
+    );
 }
