@@ -52,8 +52,9 @@ pub struct Settings {
     pub database_url: Secret<String>,
     /// Holds the SQLite database (by default) and generated development secrets.
     pub data_dir: PathBuf,
-    /// The web app's static files.
-    pub web_dir: PathBuf,
+    /// Serve the web app from this directory instead of the copy built into the binary (for
+    /// people editing the app).
+    pub web_dir: Option<PathBuf>,
     pub jwt_secret: Secret<Vec<u8>>,
     pub token_keys: KeyRing,
     pub notion: NotionSettings,
@@ -182,7 +183,12 @@ impl Settings {
         };
 
         let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "data".to_owned()));
-        let web_dir = PathBuf::from(get("WEB_DIR").unwrap_or_else(|| "web".to_owned()));
+        let web_dir = get("WEB_DIR").map(PathBuf::from);
+        if let Some(dir) = &web_dir
+            && !dir.join("index.html").is_file()
+        {
+            return Err(invalid("WEB_DIR", "a directory that contains index.html"));
+        }
         let database_url = match get("DATABASE_URL") {
             None => format!(
                 "sqlite://{}?mode=rwc",
@@ -667,6 +673,19 @@ mod tests {
             | ConfigError::Required { variable, .. }
             | ConfigError::SecretFile { variable, .. } => variable,
         }
+    }
+
+    #[test]
+    fn web_dir_must_hold_the_app() {
+        let base = [("JWT_SECRET", JWT), ("TOKEN_ENCRYPTION_KEYS", KEYS)];
+        assert_eq!(settings(&base).unwrap().web_dir, None, "the bundled copy");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap();
+        let empty = settings(&[base[0], base[1], ("WEB_DIR", path)]).unwrap_err();
+        assert_eq!(variable_of(empty), "WEB_DIR");
+        fs::write(dir.path().join("index.html"), "<p>app</p>").unwrap();
+        let edited = settings(&[base[0], base[1], ("WEB_DIR", path)]).unwrap();
+        assert_eq!(edited.web_dir.as_deref(), Some(dir.path()));
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //!   throttling, and the bearer security schemes; [`store`] holds the queries, [`entity`] the
 //!   table shapes.
 //! - [`crypto`] holds the key ring for tokens at rest; [`secret`] keeps secrets out of logs.
+//! - [`web`] serves the single-page app of `web/`, compiled into the binary; [`sandbox`] stands
+//!   in for Notion in development.
 
 pub mod api;
 pub mod auth;
@@ -28,3 +30,4 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod web;

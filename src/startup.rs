@@ -8,7 +8,7 @@ use std::{future::Future, io, net::SocketAddr, time::Duration};
 use base64::{Engine, engine::general_purpose::STANDARD};
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response, Result, Route, Server,
-    endpoint::{StaticFilesEndpoint, make_sync},
+    endpoint::make_sync,
     error::ResponseError,
     get,
     http::{HeaderMap, HeaderValue, header},
@@ -31,6 +31,7 @@ use crate::{
     secret::Secret,
     state::AppState,
     telemetry,
+    web::WebFiles,
 };
 
 /// Largest accepted request body. Every request body of this API is a small JSON document.
@@ -38,11 +39,6 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// How long in-flight requests may take to finish once shutdown has begun.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// The strict policy for the web app: its own scripts, styles and images only, plus https
-/// images (workspace icons come from Notion's and other hosts).
-const WEB_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-    img-src 'self' https: data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
-    form-action 'self'; frame-ancestors 'none'";
 /// Everything that is not the web app or the docs is data, never a document to render.
 const API_CSP: &str =
     "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
@@ -155,18 +151,7 @@ impl Application {
 pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
     let service = api::openapi_service();
     let docs = docs_endpoint(service.swagger_ui_html());
-    let web = StaticFilesEndpoint::new(&state.settings.web_dir)
-        .index_file("index.html")
-        .around(|next, req| async move {
-            let mut response = next.call(req).await?.into_response();
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(WEB_CSP),
-            );
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            Ok(response)
-        });
+    let web = WebFiles::new(state.settings.web_dir.clone());
 
     let sandbox = state
         .settings

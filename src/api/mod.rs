@@ -8,6 +8,7 @@ pub mod health;
 pub mod notion_oauth;
 pub mod payload;
 pub mod search;
+pub mod service;
 
 use poem::{
     Request,
@@ -19,6 +20,8 @@ use crate::{config::Settings, error::Problem};
 
 #[derive(Tags)]
 pub enum ApiTags {
+    /// How this server is set up.
+    Service,
     /// Registration, login, token refresh and logout.
     Auth,
     /// The logged-in user.
@@ -33,6 +36,7 @@ pub enum ApiTags {
 
 /// Every documented operation, mounted under `/api/v1`.
 pub type Api = (
+    service::ServiceApi,
     auth::AuthApi,
     auth::AccountApi,
     notion_oauth::NotionOAuthApi,

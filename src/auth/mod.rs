@@ -28,8 +28,8 @@ impl Username {
             Ok(Self(raw.to_owned()))
         } else {
             Err(
-                "a username has 3 to 32 characters from A-Z, a-z, 0-9, '.', '_' and '-', and \
-                 starts with a letter or digit",
+                "A username has 3 to 32 characters from A-Z, a-z, 0-9, '.', '_' and '-', and \
+                 starts with a letter or digit.",
             )
         }
     }

@@ -27,12 +27,12 @@ pub struct Password(Secret<String>);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PasswordRejected {
-    #[error("the password must have at least {MIN_PASSWORD_CHARS} characters")]
+    #[error("The password must have at least {MIN_PASSWORD_CHARS} characters.")]
     TooShort,
-    #[error("the password must not be longer than {MAX_PASSWORD_BYTES} bytes")]
+    #[error("The password must not be longer than {MAX_PASSWORD_BYTES} bytes.")]
     TooLong,
     #[error(
-        "the password is too common or too easy to guess; choose a longer or less predictable one"
+        "The password is too common or too easy to guess; choose a longer or less predictable one."
     )]
     TooCommon,
 }

@@ -33,10 +33,10 @@ pub const SANDBOX_BOT_ID: &str = "5a4d1b0e-0000-4000-8000-5a4db0000001";
 pub const SANDBOX_WORKSPACE_ID: &str = "5a4d1b0e-0000-4000-8000-5a4d00000002";
 pub const SANDBOX_WORKSPACE_NAME: &str = "Sandbox Workspace";
 const CODE_LIFETIME: Duration = Duration::from_secs(60);
-/// The page may show only itself and submit only to itself (the redirect it answers with goes
-/// to the service's own callback).
-const PAGE_CSP: &str =
-    "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The page may use the web app's stylesheet and icon and submit only to itself (the redirect it
+/// answers with goes to the service's own callback). No script at all.
+const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+    form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// What the sandbox knows: its client credentials and the tokens it has issued.
 #[derive(Clone)]
@@ -154,13 +154,16 @@ fn consent_page(sandbox: Data<&Sandbox>, query: Query<AuthorizeQuery>) -> Respon
         )
     };
     let body = format!(
-        r#"<h1>Notion sandbox</h1>
-<p>An application asks to access <strong>{SANDBOX_WORKSPACE_NAME}</strong>, a pretend workspace
-served by notion-connect for development. No real Notion data is involved.</p>
-<form method="post" action="authorize">
+        r#"<h1 class="consent-title">Allow access to your workspace?</h1>
+<p class="consent-workspace"><span class="workspace-icon" aria-hidden="true">🧪</span>
+<strong>{SANDBOX_WORKSPACE_NAME}</strong></p>
+<p>notion-connect asks to read the pages and data sources of this workspace, so that you can
+search them. This is a pretend workspace served by notion-connect itself for development: no
+real Notion data is involved.</p>
+<form method="post" action="authorize" class="actions">
 {}{}{}
-<button type="submit" name="decision" value="allow">Allow access</button>
-<button type="submit" name="decision" value="cancel">Cancel</button>
+<button type="submit" name="decision" value="allow" class="button primary">Allow access</button>
+<button type="submit" name="decision" value="cancel" class="button">Cancel</button>
 </form>"#,
         hidden("client_id", query.client_id.as_deref().unwrap_or_default()),
         hidden(
@@ -565,9 +568,24 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 }
 
 fn page_response(status: StatusCode, body: &str) -> Response {
+    // The web app's stylesheet and icon, from the service's own origin like the page itself.
     let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>Notion sandbox</title></head><body>{body}</body></html>"
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
+<title>Notion sandbox · notion-connect</title>
+<link rel="icon" href="/icon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="/style.css">
+</head>
+<body>
+<p class="banner" role="note">Notion sandbox: a stand-in for Notion that notion-connect serves
+for development.</p>
+<main class="narrow"><section class="card">{body}</section></main>
+</body>
+</html>"#
     );
     let mut response = Html(html).with_status(status).into_response();
     response.headers_mut().insert(

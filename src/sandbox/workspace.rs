@@ -1,6 +1,9 @@
 //! The sandbox's pretend workspace: a few hundred pages and data sources, generated the same way
 //! every time, with the variety a client must cope with (titles under different property names,
 //! untitled items, emoji, external and uploaded-file icons, trashed items, partial objects).
+//!
+//! Image icons are inline `data:` SVGs rather than addresses of pretend hosts, so that a browser
+//! shows them without reaching any other server (development machines may be offline).
 
 use std::sync::OnceLock;
 
@@ -93,12 +96,12 @@ fn generate() -> Vec<SeedItem> {
                 0 => Some(json!({ "type": "emoji", "emoji": EMOJI[i % EMOJI.len()] })),
                 1 => Some(json!({
                     "type": "external",
-                    "external": { "url": format!("https://example.com/icons/{i}.png") }
+                    "external": { "url": svg_icon(Shape::Square, i) }
                 })),
                 2 => Some(json!({
                     "type": "file",
                     "file": {
-                        "url": format!("https://files.example.com/sandbox/{i}.png?signature=x"),
+                        "url": svg_icon(Shape::Circle, i),
                         "expiry_time": "2030-01-01T00:00:00.000Z"
                     }
                 })),
@@ -121,6 +124,29 @@ fn generate() -> Vec<SeedItem> {
             item
         })
         .collect()
+}
+
+enum Shape {
+    Square,
+    Circle,
+}
+
+/// A small coloured shape as a `data:` URL.
+fn svg_icon(shape: Shape, i: usize) -> String {
+    const COLOURS: &[&str] = &["2f6feb", "1a7f37", "bf8700", "cf222e", "8250df", "0a7ea4"];
+    let fill = COLOURS[i % COLOURS.len()];
+    let figure = match shape {
+        Shape::Square => format!("<rect width='20' height='20' rx='5' fill='#{fill}'/>"),
+        Shape::Circle => format!("<circle cx='10' cy='10' r='10' fill='#{fill}'/>"),
+    };
+    let svg = format!("<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 20 20'>{figure}</svg>");
+    let escaped = svg
+        .replace('%', "%25")
+        .replace('<', "%3C")
+        .replace('>', "%3E")
+        .replace('#', "%23")
+        .replace(' ', "%20");
+    format!("data:image/svg+xml,{escaped}")
 }
 
 fn rich_text(text: &str) -> Value {

@@ -22,7 +22,6 @@ fn command(dir: &Path) -> Command {
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("WEB_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/web"))
         .current_dir(dir)
         .stdin(Stdio::null());
     command
@@ -243,6 +242,36 @@ fn development_secrets_are_generated_once_and_reused_after_a_restart() {
         std::fs::read_to_string(data.join("token_encryption_keys")).unwrap(),
         keys
     );
+}
+
+#[test]
+fn the_binary_serves_the_web_app_from_an_empty_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let service = start_service(dir.path(), port);
+    wait_until_healthy(port);
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    for (path, file) in [
+        ("/", "index.html"),
+        ("/app.js", "app.js"),
+        ("/style.css", "style.css"),
+    ] {
+        let response = http_get(port, path).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{path}: {response}");
+        let body = response.split_once("\r\n\r\n").unwrap().1;
+        assert_eq!(
+            body,
+            std::fs::read_to_string(web.join(file)).unwrap(),
+            "{path}"
+        );
+    }
+    terminate(&service);
+    assert!(service.wait_with_output().unwrap().status.success());
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["data"], "only the data directory was created");
 }
 
 #[test]

@@ -228,6 +228,21 @@ impl TestApp {
             .expect("request failed")
     }
 
+    /// Sends a GET with exactly this request target (no client normalises it first) and returns
+    /// the raw response.
+    pub async fn raw_get(&self, target: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connect");
+        let head = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        socket.write_all(head.as_bytes()).await.expect("write");
+        let mut response = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut response)).await;
+        String::from_utf8_lossy(&response).into_owned()
+    }
+
     /// Sends only the head of a POST that declares a `length`-byte JSON body, and returns the
     /// raw response. An oversized body is refused from its head alone; sending the body too
     /// would race the server closing the connection.
@@ -259,14 +274,12 @@ impl TestApp {
 
 /// The variables every test app starts from; tests may change them before the app is built.
 pub fn test_variables(dir: &std::path::Path) -> HashMap<String, String> {
-    let web_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/web");
     [
         ("APP_ENV", "development"),
         ("BIND_ADDR", "127.0.0.1:0"),
         ("JWT_SECRET", TEST_JWT_SECRET),
         ("TOKEN_ENCRYPTION_KEYS", TEST_KEYS),
         ("DATA_DIR", dir.join("data").to_str().expect("utf-8 path")),
-        ("WEB_DIR", web_dir),
         // Many tests log in from 127.0.0.1; the limit itself has its own test.
         ("AUTH_RATE_LIMIT", "100000"),
     ]

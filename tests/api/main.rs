@@ -3,6 +3,7 @@
 mod helpers;
 
 mod auth;
+mod browser;
 mod cli;
 mod connections;
 mod errors;

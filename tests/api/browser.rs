@@ -1,0 +1,455 @@
+//! The web app end to end, in headless Chromium, against the real service with the Notion
+//! sandbox (or, for Notion's failures, the scripted stand-in).
+
+mod driver;
+
+use std::collections::HashMap;
+
+use driver::Browser;
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{Backend, PASSWORD, TestApp, on_both_databases, spawn_app_with},
+    mock_notion::{MockNotion, SearchReply, TokenReply},
+};
+
+on_both_databases!(
+    a_new_user_signs_up_connects_searches_and_signs_out,
+    two_tabs_refreshing_at_once_stay_signed_in,
+    failures_are_explained_where_they_happen,
+);
+
+/// Starts the app on a port chosen in advance, so that its `PUBLIC_URL` (the origin the browser
+/// uses, and where the OAuth flow comes back to) is exact.
+async fn app_for_browser(
+    backend: Backend,
+    configure: impl FnOnce(&mut HashMap<String, String>),
+) -> TestApp {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    spawn_app_with(backend, |vars| {
+        vars.insert("BIND_ADDR".into(), format!("127.0.0.1:{port}"));
+        vars.insert("PUBLIC_URL".into(), format!("http://127.0.0.1:{port}"));
+        configure(vars);
+    })
+    .await
+}
+
+fn prefix(backend: Backend, name: &str) -> String {
+    format!("{}-{name}", format!("{backend:?}").to_lowercase())
+}
+
+async fn rows(browser: &Browser) -> Vec<Value> {
+    browser
+        .js(
+            "return [...document.querySelectorAll('table.results tbody tr')].map((row) => ({
+                title: row.querySelector('td.title').textContent,
+                kind: row.querySelector('td.kind').textContent,
+            }));",
+        )
+        .await
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn a_new_user_signs_up_connects_searches_and_signs_out(backend: Backend) {
+    let app = app_for_browser(backend, |_| {}).await;
+    let Some(browser) = Browser::start(&app.address, &prefix(backend, "journey")).await else {
+        return;
+    };
+
+    // A first visit: the sign-in page, under the sandbox banner, without a wasted refresh call.
+    browser.open("/").await;
+    browser.find_text("h1", "Sign in").await;
+    assert!(
+        browser
+            .text("#sandbox-banner")
+            .await
+            .contains("Sandbox mode")
+    );
+    browser.assert_controls_are_labelled().await;
+    browser.press('\u{E004}').await; // Tab
+    let outline = browser
+        .js("return getComputedStyle(document.activeElement).outlineStyle;")
+        .await;
+    assert_eq!(outline, "solid", "the focused control shows its focus");
+    browser.screenshot("01-sign-in").await;
+
+    // Create an account: that signs in and shows the empty connections page.
+    browser.click("a[href^='#/register']").await;
+    browser.find_text("h1", "Create an account").await;
+    browser.fill("#username", "webuser").await;
+    browser.fill("#password", PASSWORD).await;
+    browser.click("form button[type=submit]").await;
+    browser.find_text("h1", "Connections").await;
+    browser
+        .find_text(".empty", "No workspace connected yet")
+        .await;
+    assert!(browser.text("#account-name").await.contains("webuser"));
+    browser.assert_controls_are_labelled().await;
+    browser.screenshot("02-connections-empty").await;
+
+    // Sign out and in again with the new account.
+    browser.click("#sign-out").await;
+    browser.find_text("h1", "Sign in").await;
+    browser.fill("#username", "webuser").await;
+    browser.fill("#password", PASSWORD).await;
+    browser.click("form button[type=submit]").await;
+    browser.find_text("h1", "Connections").await;
+
+    // Connect: the sandbox's consent page, in the app's look; Allow brings the workspace back.
+    browser.click(".view-header button").await;
+    browser.find("button[value=allow]").await;
+    let styled = browser
+        .js("return getComputedStyle(document.querySelector('.card')).borderTopLeftRadius;")
+        .await;
+    assert_eq!(styled, "8px", "the consent page uses the app's stylesheet");
+    browser.screenshot("03-sandbox-consent").await;
+    browser.click("button[value=allow]").await;
+    browser
+        .find_text(".message.success", "Connected Sandbox Workspace")
+        .await;
+    browser
+        .find_text(".connection h2", "Sandbox Workspace")
+        .await;
+    assert!(
+        browser
+            .text(".connection .meta")
+            .await
+            .contains("Sandbox User")
+    );
+    browser.screenshot("04-connected").await;
+
+    // Search: the first page, then one more.
+    browser.click(".connection a.button").await;
+    browser.find_text("h1", "Search Sandbox Workspace").await;
+    browser.wait_for_count("table.results tbody tr", 20).await;
+    browser
+        .find_text(".status-line", "Showing 20 results")
+        .await;
+    let link = browser
+        .js(
+            "const a = document.querySelector('table.results td.title a');
+             return { target: a.target, rel: a.rel, href: a.href };",
+        )
+        .await;
+    assert_eq!(link["target"], "_blank");
+    assert!(link["rel"].as_str().unwrap().contains("noopener"), "{link}");
+    assert!(
+        link["href"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://www.notion.so/")
+    );
+    let exact_time = browser
+        .js("return document.querySelector('table.results time')?.title ?? null;")
+        .await;
+    assert!(
+        exact_time.as_str().is_some_and(|t| !t.is_empty()),
+        "exact time on hover"
+    );
+    browser.assert_controls_are_labelled().await;
+    browser.screenshot("05-search").await;
+
+    let first_page = rows(&browser).await;
+    browser.click(".load-more button").await;
+    browser.wait_for_count("table.results tbody tr", 40).await;
+    let both_pages = rows(&browser).await;
+    assert_eq!(
+        both_pages[..20],
+        first_page[..],
+        "the first page stays in place"
+    );
+    assert_ne!(both_pages[20..], first_page[..], "the second page is new");
+
+    // The same screen on a phone, in the dark theme.
+    browser.emulate_phone_in_dark(true).await;
+    browser.assert_no_horizontal_scroll().await;
+    browser.screenshot("06-search-phone-dark").await;
+    browser.emulate_phone_in_dark(false).await;
+
+    // `/` jumps to the search box.
+    browser.click("h1").await;
+    browser.press('/').await;
+    browser
+        .wait_for_js("document.activeElement?.id === 'search-query'")
+        .await;
+
+    // Data sources only.
+    browser
+        .find("#search-filter")
+        .await
+        .select_by_value("data_source")
+        .await
+        .expect("choose a filter");
+    browser
+        .wait_for_js(
+            "(() => { const kinds = [...document.querySelectorAll('table.results td.kind')];
+                return kinds.length > 0 && kinds.every((k) => k.textContent === 'Data source'); })()",
+        )
+        .await;
+    assert!(
+        browser
+            .url()
+            .await
+            .fragment()
+            .unwrap()
+            .contains("filter=data_source")
+    );
+
+    // A query that matches nothing, typed as a person types.
+    browser
+        .find("#search-query")
+        .await
+        .send_keys("zebra")
+        .await
+        .unwrap();
+    browser.find_text(".empty", "No data sources match").await;
+    assert!(browser.text(".empty").await.contains("zebra"));
+    browser.screenshot("07-search-empty").await;
+
+    // A reload keeps the session and the search.
+    browser.reload().await;
+    browser.find_text(".empty", "No data sources match").await;
+    browser.find_text("h1", "Search Sandbox Workspace").await;
+    let controls = browser
+        .js("return [document.getElementById('search-query').value,
+                     document.getElementById('search-filter').value];")
+        .await;
+    assert_eq!(controls, json!(["zebra", "data_source"]));
+    assert!(browser.text("#account-name").await.contains("webuser"));
+
+    // Disconnect, after confirming.
+    browser.click(".back-link").await;
+    browser.find_text("h1", "Connections").await;
+    browser.click(".connection button.danger").await;
+    browser.find("dialog[open]").await;
+    browser.screenshot("08-disconnect-dialog").await;
+    browser.click("dialog button[value=yes]").await;
+    browser
+        .find_text(".message.success", "Disconnected Sandbox Workspace")
+        .await;
+    browser
+        .find_text(".empty", "No workspace connected yet")
+        .await;
+
+    // Connect again and cancel in Notion: the app says so, and the message can be dismissed.
+    browser.click(".view-header button").await;
+    browser.click("button[value=cancel]").await;
+    browser
+        .find_text(".message.warning", "You cancelled in Notion")
+        .await;
+    assert!(
+        browser
+            .url()
+            .await
+            .fragment()
+            .unwrap()
+            .contains("error=access_denied")
+    );
+    browser.screenshot("09-access-denied").await;
+    browser.click(".message .icon-button").await;
+    browser.wait_for_count(".message", 0).await;
+    assert_eq!(browser.url().await.fragment(), Some("/connections"));
+
+    // Sign out: a reload no longer signs in.
+    browser.click("#sign-out").await;
+    browser.find_text(".message", "You are signed out").await;
+    browser.reload().await;
+    browser.find_text("h1", "Sign in").await;
+    browser.screenshot("10-signed-out").await;
+
+    browser.assert_console_clean().await;
+    browser.close().await;
+}
+
+async fn two_tabs_refreshing_at_once_stay_signed_in(backend: Backend) {
+    let app = app_for_browser(backend, |_| {}).await;
+    let Some(browser) = Browser::start(&app.address, &prefix(backend, "tabs")).await else {
+        return;
+    };
+    let registered = app.register("twotabs", PASSWORD).await;
+    assert_eq!(registered.status(), 201);
+    browser.open("/#/login").await;
+    browser.fill("#username", "twotabs").await;
+    browser.fill("#password", PASSWORD).await;
+    browser.click("form button[type=submit]").await;
+    browser.find_text("h1", "Connections").await;
+
+    let client = browser.client();
+    let first = client.window().await.unwrap();
+    let second = client.new_window(true).await.unwrap().handle;
+    client.switch_to_window(second.clone()).await.unwrap();
+    browser.open("/#/connections").await;
+    browser.find_text("h1", "Connections").await;
+
+    // Each tab refreshes several times in a row while the other does the same. Every refresh
+    // rotates the cookie; one sent with an already rotated cookie would end the session.
+    let burst = "window.burst = (async () => {
+                   const api = await import('/api.js');
+                   for (let i = 0; i < 8; i++) await api.refresh();
+                   return api.currentUser()?.username ?? null;
+                 })().then((name) => { window.burstResult = name; });";
+    browser.js(burst).await;
+    client.switch_to_window(first.clone()).await.unwrap();
+    browser.js(burst).await;
+    for tab in [first, second] {
+        client.switch_to_window(tab).await.unwrap();
+        browser
+            .wait_for_js("window.burstResult !== undefined")
+            .await;
+        assert_eq!(browser.js("return window.burstResult;").await, "twotabs");
+        browser.reload().await;
+        browser.find_text("h1", "Connections").await;
+        assert!(browser.text("#account-name").await.contains("twotabs"));
+    }
+    browser.assert_console_clean().await;
+    browser.close().await;
+}
+
+async fn failures_are_explained_where_they_happen(backend: Backend) {
+    // Accounts: the API's words next to the field they concern. The limit of four attempts a
+    // minute from one address is reached on purpose at the end.
+    let app = app_for_browser(backend, |vars| {
+        vars.insert("AUTH_RATE_LIMIT".into(), "4".into());
+    })
+    .await;
+    let Some(browser) = Browser::start(&app.address, &prefix(backend, "failures")).await else {
+        return;
+    };
+    assert_eq!(app.register("taken", PASSWORD).await.status(), 201);
+
+    browser.open("/#/register").await;
+    browser.fill("#username", "someone").await;
+    browser.fill("#password", "password1").await;
+    browser.click("form button[type=submit]").await;
+    browser.find_text("#password-error", "too common").await;
+    assert_eq!(
+        browser
+            .find("#password")
+            .await
+            .attr("aria-invalid")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("true")
+    );
+    browser.screenshot("01-weak-password").await;
+
+    browser.fill("#username", "taken").await;
+    browser.fill("#password", PASSWORD).await;
+    browser.click("form button[type=submit]").await;
+    browser.find_text("#username-error", "taken").await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('password-error').hidden;")
+            .await,
+        true,
+        "the password's earlier error is gone"
+    );
+
+    browser.open("/#/login").await;
+    browser.find_text("h1", "Sign in").await;
+    browser.fill("#username", "taken").await;
+    browser.fill("#password", "not the password").await;
+    browser.click("form button[type=submit]").await;
+    browser.find_text("#password-error", "wrong").await;
+
+    browser.click("form button[type=submit]").await;
+    let throttled = browser.find_text("#form-error", "Too many attempts").await;
+    let text = throttled.text().await.unwrap();
+    assert!(
+        text.contains("Try again in") && text.contains("second"),
+        "the wait is shown: {text}"
+    );
+    browser.screenshot("02-throttled").await;
+    let provoked = [
+        ("/api/v1/auth/register", 422),
+        ("/api/v1/auth/register", 409),
+        ("/api/v1/auth/login", 401),
+        ("/api/v1/auth/login", 429),
+    ];
+    let seen = browser.assert_console_clean_except(&provoked).await;
+    assert_eq!(
+        seen.len(),
+        provoked.len(),
+        "each failure reached the console: {seen:?}"
+    );
+
+    // Search: what Notion's failures look like, on a connection to the scripted stand-in.
+    let notion = MockNotion::start(TokenReply::Grant {
+        bot_id: "bot-web".into(),
+        access_token: "access-web".into(),
+    })
+    .await;
+    let mocked = app_for_browser(backend, |vars| notion.configure(vars)).await;
+    let browser = {
+        browser.close().await;
+        Browser::start(&mocked.address, &prefix(backend, "failures"))
+            .await
+            .expect("the browser started a moment ago")
+    };
+    let user = mocked.signed_in("searcher").await;
+    let id = mocked.connect_with_code(&user.access).await;
+    browser.open("/#/login").await;
+    browser.fill("#username", "searcher").await;
+    browser.fill("#password", PASSWORD).await;
+    browser.click("form button[type=submit]").await;
+    browser.find_text("h1", "Connections").await;
+
+    let search_path = format!("/#/connections/{id}/search");
+    notion.script_search([SearchReply::json(429, Some(120))]);
+    browser.open(&search_path).await;
+    browser
+        .find_text(".message.warning", "Try again in 120 seconds")
+        .await;
+    browser.screenshot("03-rate-limited").await;
+
+    notion.script_search([SearchReply::Hang]);
+    browser.click(".message button").await;
+    browser.find_text(".message.error", "took too long").await;
+
+    notion.script_search([SearchReply::json(400, None)]);
+    browser.click(".message button").await;
+    browser
+        .find_text(".message.error", "Notion answered with an error")
+        .await;
+
+    // The stand-in's default page works again.
+    browser.click(".message button").await;
+    browser
+        .find_text("table.results td.title", "Mock page")
+        .await;
+
+    // Notion stops accepting the token and no refresh token was issued: reconnect.
+    notion.reply_with(TokenReply::GrantWithoutRefresh {
+        bot_id: "bot-web".into(),
+        access_token: "access-web-2".into(),
+    });
+    mocked.connect_with_code(&user.access).await;
+    notion.expire_access_token();
+    browser.fill("#search-query", "anything").await;
+    browser
+        .find_text(".message.warning", "no longer accepts this connection")
+        .await;
+    browser.find_text(".message button", "Reconnect").await;
+    browser.screenshot("04-needs-reauth").await;
+
+    let search_api = format!("/api/v1/connections/{id}/search");
+    let provoked = [
+        (search_api.as_str(), 429),
+        (search_api.as_str(), 504),
+        (search_api.as_str(), 502),
+        (search_api.as_str(), 409),
+    ];
+    let seen = browser.assert_console_clean_except(&provoked).await;
+    assert_eq!(
+        seen.len(),
+        provoked.len(),
+        "each failure reached the console: {seen:?}"
+    );
+    browser.close().await;
+}

@@ -1,0 +1,139 @@
+// Building the page. Elements are created node by node and text is always set as text, so
+// nothing that comes from the API (titles, names, messages) is ever parsed as markup.
+
+/**
+ * Creates an element. `props` sets attributes; `on…` functions become event listeners;
+ * `value` and `checked` are set as properties; `false`, `null` and `undefined` are skipped.
+ * Children are nodes or strings (added as text); nested arrays and empty values are flattened.
+ */
+export function h(tag, props = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(props)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name.startsWith("on") && typeof value === "function") {
+      element.addEventListener(name.slice(2), value);
+    } else if (name === "value" || name === "checked") {
+      element[name] = value;
+    } else {
+      element.setAttribute(name, value === true ? "" : String(value));
+    }
+  }
+  append(element, children);
+  return element;
+}
+
+function append(parent, children) {
+  for (const child of children) {
+    if (Array.isArray(child)) append(parent, child);
+    else if (child instanceof Node) parent.append(child);
+    else if (child !== null && child !== undefined && child !== false) parent.append(String(child));
+  }
+}
+
+/** Replaces everything inside `parent` with `children`. */
+export function replace(parent, ...children) {
+  parent.replaceChildren();
+  append(parent, children);
+}
+
+/** A message box. `tone` is `success`, `error`, `warning` or `info`. */
+export function message(tone, content, { onDismiss, actions = [] } = {}) {
+  const box = h(
+    "div",
+    { class: `message ${tone}`, role: tone === "error" ? "alert" : "status" },
+    h("div", { class: "message-text" }, content, actions.length ? h("div", { class: "actions" }, actions) : null),
+  );
+  if (onDismiss) {
+    box.append(
+      h("button", {
+        type: "button",
+        class: "icon-button",
+        "aria-label": "Dismiss this message",
+        title: "Dismiss",
+        onclick: () => {
+          box.remove();
+          onDismiss();
+        },
+      }, "×"),
+    );
+  }
+  return box;
+}
+
+/**
+ * Only absolute http(s) addresses become links or images; anything else (`javascript:`, a bare
+ * emoji, …) is not an address. `allowData` also admits inline `data:image/…` images.
+ */
+export function safeUrl(raw, { allowData = false } = {}) {
+  if (typeof raw !== "string" || raw === "") return null;
+  try {
+    const url = new URL(raw);
+    if (url.protocol === "https:" || url.protocol === "http:") return url.href;
+    if (allowData && url.protocol === "data:" && /^data:image\//i.test(raw)) return raw;
+  } catch {
+    // Not a URL at all.
+  }
+  return null;
+}
+
+/**
+ * An icon: an emoji, or an image when `value` is an address. `fallback` is shown for neither.
+ * A broken image quietly turns into the fallback.
+ */
+export function iconElement(value, fallback, className) {
+  const box = h("span", { class: className, "aria-hidden": "true" });
+  const source = safeUrl(value, { allowData: true });
+  if (source) {
+    const image = h("img", { src: source, alt: "", loading: "lazy", referrerpolicy: "no-referrer" });
+    image.addEventListener("error", () => replace(box, fallback), { once: true });
+    box.append(image);
+  } else {
+    box.append(value || fallback);
+  }
+  return box;
+}
+
+const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+const exact = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const day = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+const UNITS = [
+  ["year", 365 * 24 * 3600],
+  ["month", 30 * 24 * 3600],
+  ["week", 7 * 24 * 3600],
+  ["day", 24 * 3600],
+  ["hour", 3600],
+  ["minute", 60],
+];
+
+/** "3 days ago", "in 2 hours", "now". */
+export function relativeTime(date, now = Date.now()) {
+  const seconds = Math.round((date.getTime() - now) / 1000);
+  for (const [unit, size] of UNITS) {
+    if (Math.abs(seconds) >= size) return relative.format(Math.trunc(seconds / size), unit);
+  }
+  return relative.format(0, "second");
+}
+
+/**
+ * A `<time>` element for an RFC 3339 timestamp: relative ("2 days ago") or a date, with the
+ * exact local time on hover. `null` and unreadable values become `missing`.
+ */
+export function timeElement(iso, { style = "relative", missing = "—" } = {}) {
+  const date = iso ? new Date(iso) : null;
+  if (!date || Number.isNaN(date.getTime())) return h("span", {}, missing);
+  const text = style === "relative" ? relativeTime(date) : day.format(date);
+  return h("time", { datetime: date.toISOString(), title: exact.format(date) }, text);
+}
+
+/** "1 result", "20 results". */
+export function plural(count, singular, pluralForm = `${singular}s`) {
+  return `${count} ${count === 1 ? singular : pluralForm}`;
+}
+
+/** Moves focus to the view's heading without scrolling past it, for keyboard and screen reader users. */
+export function focusHeading(root) {
+  const heading = root.querySelector("h1");
+  if (!heading) return;
+  heading.setAttribute("tabindex", "-1");
+  heading.focus({ preventScroll: true });
+}
