@@ -20,7 +20,7 @@ const frame = {
 };
 
 /** What `GET /info` says; assumed closed and real until it answers. */
-let info = { registration_open: false, notion_sandbox: false };
+let info = { registration_open: false, notion_sandbox: false, public_url: location.origin };
 /** Undoes what the current view set up outside `main` (timers, key handlers, requests). */
 let leaveView = null;
 /** A note for the next view to show once (for example after signing out). */
@@ -143,6 +143,22 @@ document.getElementById("skip-link").addEventListener("click", (event) => {
   main.focus();
 });
 
+/**
+ * The refresh cookie and the Notion flow only work at the server's public address; a page opened
+ * under another name for the same server (127.0.0.1 for localhost, say) says where to go.
+ */
+function warnAboutOrigin() {
+  if (!info.public_url || info.public_url === location.origin) return;
+  const banner = document.getElementById("origin-banner");
+  replace(
+    banner,
+    "This server expects to be used at ",
+    h("a", { href: info.public_url + "/" + location.hash }, info.public_url),
+    ". Here, staying signed in and connecting Notion will not work.",
+  );
+  banner.hidden = false;
+}
+
 async function boot() {
   try {
     info = await api.get("/info", { auth: false });
@@ -157,6 +173,7 @@ async function boot() {
     return;
   }
   frame.banner.hidden = !info.notion_sandbox;
+  warnAboutOrigin();
   await api.restoreSession();
   updateFrame(api.currentUser());
   window.addEventListener("hashchange", show);

@@ -105,13 +105,13 @@ const UNITS = [
   ["minute", 60],
 ];
 
-/** "3 days ago", "in 2 hours", "now". */
+/** "3 days ago", "in 2 hours", "just now". */
 export function relativeTime(date, now = Date.now()) {
   const seconds = Math.round((date.getTime() - now) / 1000);
   for (const [unit, size] of UNITS) {
     if (Math.abs(seconds) >= size) return relative.format(Math.trunc(seconds / size), unit);
   }
-  return relative.format(0, "second");
+  return "just now";
 }
 
 /**

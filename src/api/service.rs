@@ -14,6 +14,8 @@ pub struct ServiceInfo {
     /// Whether the built-in Notion sandbox stands in for Notion: connecting a workspace then
     /// reaches a pretend workspace served by this server, never real Notion data.
     pub notion_sandbox: bool,
+    /// The origin browsers must use: sessions and the Notion connection flow are bound to it.
+    pub public_url: String,
 }
 
 #[derive(Default)]
@@ -29,6 +31,7 @@ impl ServiceApi {
         Json(ServiceInfo {
             registration_open: state.settings.allow_registration,
             notion_sandbox: state.settings.sandbox_enabled(),
+            public_url: state.settings.public_url.origin().ascii_serialization(),
         })
     }
 }

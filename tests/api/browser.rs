@@ -17,6 +17,7 @@ on_both_databases!(
     a_new_user_signs_up_connects_searches_and_signs_out,
     two_tabs_refreshing_at_once_stay_signed_in,
     failures_are_explained_where_they_happen,
+    an_administrator_pages_through_users_and_connections,
 );
 
 /// Starts the app on a port chosen in advance, so that its `PUBLIC_URL` (the origin the browser
@@ -366,6 +367,19 @@ async fn failures_are_explained_where_they_happen(backend: Backend) {
         "the wait is shown: {text}"
     );
     browser.screenshot("02-throttled").await;
+
+    // The same server under another name: the app says where it must be used.
+    let elsewhere = app.address.replace("127.0.0.1", "localhost");
+    browser
+        .client()
+        .goto(&format!("{elsewhere}/"))
+        .await
+        .unwrap();
+    let warning = browser
+        .find_text("#origin-banner", "expects to be used at")
+        .await;
+    assert!(warning.text().await.unwrap().contains(&app.address));
+    browser.open("/").await;
     let provoked = [
         ("/api/v1/auth/register", 422),
         ("/api/v1/auth/register", 409),
@@ -451,5 +465,131 @@ async fn failures_are_explained_where_they_happen(backend: Backend) {
         provoked.len(),
         "each failure reached the console: {seen:?}"
     );
+    browser.close().await;
+}
+
+async fn an_administrator_pages_through_users_and_connections(backend: Backend) {
+    use notion_connect::{
+        auth::Username,
+        entity::{notion_connection, user},
+        store::users,
+    };
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+
+    let app = app_for_browser(backend, |_| {}).await;
+    let Some(browser) = Browser::start(&app.address, &prefix(backend, "admin")).await else {
+        return;
+    };
+    assert!(
+        crate::cli::create_user_with_cli(&app, "boss", true)
+            .status
+            .success()
+    );
+    let member = app.signed_in("member").await;
+    app.connect_sandbox(&member.access).await;
+    // More users and connections than one page holds (50), without hashing 58 passwords: 58
+    // people, 54 of them with a copy of the member's connection (without its sealed e-mail,
+    // which is bound to the original row).
+    let hash = user::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap()
+        .password_hash;
+    let template = notion_connection::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    for i in 0..58 {
+        let name = Username::parse(&format!("person{i:02}")).unwrap();
+        let person = users::create(&app.db, &name, hash.clone(), false)
+            .await
+            .unwrap();
+        if i < 54 {
+            let row = notion_connection::ActiveModel {
+                id: Set(uuid::Uuid::now_v7()),
+                user_id: Set(person.id),
+                owner_email: Set(None),
+                ..template.clone().into()
+            };
+            notion_connection::Entity::insert(row)
+                .exec(&app.db)
+                .await
+                .unwrap();
+        }
+    }
+
+    browser.open("/#/login").await;
+    browser.fill("#username", "boss").await;
+    browser.fill("#password", PASSWORD).await;
+    browser.click("form button[type=submit]").await;
+    browser.find_text("h1", "Connections").await;
+    browser.click("#nav-admin").await;
+    browser.find_text("h1", "Admin").await;
+    browser
+        .wait_for_count("#admin-users-table tbody tr", 50)
+        .await;
+    browser
+        .wait_for_count("#admin-connections-table tbody tr", 50)
+        .await;
+    browser.screenshot("01-admin").await;
+
+    browser.click("#admin-users-more").await;
+    browser
+        .wait_for_count("#admin-users-table tbody tr", 60)
+        .await;
+    browser
+        .find_text("#admin-users-count", "Showing 60 users")
+        .await;
+    browser
+        .wait_for_js("document.getElementById('admin-users-more').hidden")
+        .await;
+    browser.click("#admin-connections-more").await;
+    browser
+        .wait_for_count("#admin-connections-table tbody tr", 55)
+        .await;
+    browser
+        .wait_for_js("document.getElementById('admin-connections-more').hidden")
+        .await;
+    let names = browser
+        .js(
+            "return [...document.querySelectorAll('#admin-users-table tbody tr td:first-child')]
+                .map((cell) => cell.textContent);",
+        )
+        .await;
+    let names: Vec<&str> = names
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 60, "every user once");
+    assert!(names.contains(&"boss") && names.contains(&"member"));
+    browser.assert_controls_are_labelled().await;
+
+    // Anyone else sees no Admin link, and the address alone shows nothing.
+    browser.click("#sign-out").await;
+    browser.find_text("h1", "Sign in").await;
+    browser.fill("#username", "member").await;
+    browser.fill("#password", PASSWORD).await;
+    browser.click("form button[type=submit]").await;
+    browser.find_text("h1", "Connections").await;
+    assert!(
+        !browser
+            .js("return !document.getElementById('nav-admin').hidden;")
+            .await
+            .as_bool()
+            .unwrap()
+    );
+    browser.open("/#/admin").await;
+    browser
+        .find_text(".message.error", "Only administrators")
+        .await;
+
+    browser.assert_console_clean().await;
     browser.close().await;
 }

@@ -222,18 +222,27 @@ async fn the_service_tells_the_app_how_it_is_set_up(backend: Backend) {
     let info: serde_json::Value = sandboxed.get("/api/v1/info").await.json().await.unwrap();
     assert_eq!(
         info,
-        serde_json::json!({ "registration_open": true, "notion_sandbox": true })
+        serde_json::json!({
+            "registration_open": true,
+            "notion_sandbox": true,
+            "public_url": "http://localhost:8000",
+        })
     );
 
     let real = spawn_app_with(backend, |vars| {
         vars.insert("NOTION_CLIENT_ID".into(), "client".into());
         vars.insert("NOTION_CLIENT_SECRET".into(), "secret".into());
         vars.insert("ALLOW_REGISTRATION".into(), "false".into());
+        vars.insert("PUBLIC_URL".into(), "http://127.0.0.1:9999/".into());
     })
     .await;
     let info: serde_json::Value = real.get("/api/v1/info").await.json().await.unwrap();
     assert_eq!(
         info,
-        serde_json::json!({ "registration_open": false, "notion_sandbox": false })
+        serde_json::json!({
+            "registration_open": false,
+            "notion_sandbox": false,
+            "public_url": "http://127.0.0.1:9999",
+        })
     );
 }

@@ -51,10 +51,10 @@ export function render({ main, user }) {
 function listing({ title, path, columns, cells, alive }) {
   const id = `admin-${title.toLowerCase()}`;
   const tbody = h("tbody");
-  const count = h("p", { class: "muted small", role: "status" });
+  const count = h("p", { class: "muted small", id: `${id}-count`, role: "status" });
   const problem = h("div");
-  const more = h("button", { type: "button", class: "button", hidden: true }, "Load more");
-  const table = h("table", { class: "data", hidden: true },
+  const more = h("button", { type: "button", class: "button", id: `${id}-more`, hidden: true }, "Load more");
+  const table = h("table", { class: "data", id: `${id}-table`, hidden: true },
     h("thead", {}, h("tr", {}, columns.map((name) => h("th", { scope: "col" }, name)))),
     tbody,
   );

@@ -20,8 +20,8 @@ const CALLBACK_ERRORS = {
  * answer also sets the cookie that ties the flow to this browser) and sends the browser there.
  * Failures go to `onError`.
  */
-export function connectButton(label, onError, { primary = true } = {}) {
-  const button = h("button", { type: "button", class: primary ? "button primary" : "button" }, label);
+export function connectButton(label, onError) {
+  const button = h("button", { type: "button", class: "button primary" }, label);
   button.addEventListener("click", async () => {
     button.disabled = true;
     button.textContent = "Opening Notion…";

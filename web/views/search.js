@@ -14,8 +14,8 @@ const FILTERS = [
   ["data_source", "Data sources"],
 ];
 const SORTS = [
-  ["descending", "Newest edited first"],
-  ["ascending", "Oldest edited first"],
+  ["descending", "Newest first"],
+  ["ascending", "Oldest first"],
 ];
 const KINDS = { page: "Page", data_source: "Data source", database: "Database" };
 
@@ -44,7 +44,7 @@ export function render({ main, id, params }) {
       h("p", { class: "hint", id: "search-hint" }, "Results update as you type. Press ", h("kbd", {}, "/"), " to come back here."),
     ),
     h("div", { class: "field" }, h("label", { for: "search-filter" }, "Type"), filter),
-    h("div", { class: "field" }, h("label", { for: "search-sort" }, "Sort"), sort),
+    h("div", { class: "field" }, h("label", { for: "search-sort" }, "Last edited"), sort),
   );
   const status = h("div", { class: "status-line", role: "status", "aria-live": "polite" });
   const problem = h("div", {});
