@@ -18,6 +18,7 @@ on_both_databases!(
     two_tabs_refreshing_at_once_stay_signed_in,
     failures_are_explained_where_they_happen,
     an_administrator_pages_through_users_and_connections,
+    expiring_and_ended_sessions_are_handled_for_the_user,
 );
 
 /// Starts the app on a port chosen in advance, so that its `PUBLIC_URL` (the origin the browser
@@ -178,6 +179,43 @@ async fn a_new_user_signs_up_connects_searches_and_signs_out(backend: Backend) {
     browser
         .wait_for_js("document.activeElement?.id === 'search-query'")
         .await;
+
+    // Oldest first, then back to newest first.
+    let newest_first = rows(&browser).await[0].clone();
+    browser
+        .find("#search-sort")
+        .await
+        .select_by_value("ascending")
+        .await
+        .expect("choose a sort");
+    browser.wait_for_count("table.results tbody tr", 20).await;
+    browser
+        .until("the oldest item to come first", || async {
+            let first = rows(&browser).await.first().cloned()?;
+            (first != newest_first).then_some(())
+        })
+        .await;
+    assert!(
+        browser
+            .url()
+            .await
+            .fragment()
+            .unwrap()
+            .contains("sort=ascending")
+    );
+    browser
+        .find("#search-sort")
+        .await
+        .select_by_value("descending")
+        .await
+        .unwrap();
+    browser
+        .until("the newest item to come first again", || async {
+            let first = rows(&browser).await.first().cloned()?;
+            (first == newest_first).then_some(())
+        })
+        .await;
+    assert!(!browser.url().await.fragment().unwrap().contains("sort="));
 
     // Data sources only.
     browser
@@ -438,6 +476,28 @@ async fn failures_are_explained_where_they_happen(backend: Backend) {
         .find_text("table.results td.title", "Mock page")
         .await;
 
+    // An answer to an older query never replaces a newer one's: the first search hangs until
+    // the service gives up on Notion (after a second), the second is answered at once.
+    notion.script_search([SearchReply::Hang]);
+    browser.fill("#search-query", "slow").await;
+    browser.find_text(".status-line", "Searching").await;
+    browser.fill("#search-query", "fast").await;
+    browser
+        .find("#search-query")
+        .await
+        .send_keys("\u{E007}") // Enter
+        .await
+        .unwrap();
+    browser.find_text(".status-line", "Showing 1 result").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(browser.text(".status-line").await, "Showing 1 result.");
+    assert_eq!(
+        browser
+            .js("return document.querySelectorAll('.message').length;")
+            .await,
+        0
+    );
+
     // Notion stops accepting the token and no refresh token was issued: reconnect.
     notion.reply_with(TokenReply::GrantWithoutRefresh {
         bot_id: "bot-web".into(),
@@ -451,6 +511,31 @@ async fn failures_are_explained_where_they_happen(backend: Backend) {
         .await;
     browser.find_text(".message button", "Reconnect").await;
     browser.screenshot("04-needs-reauth").await;
+
+    // The connections page says the same, with its own Reconnect button.
+    browser.click(".back-link").await;
+    browser
+        .find_text(".connection .badge", "Needs reconnecting")
+        .await;
+    browser
+        .find_text(".connection .row-actions button", "Reconnect")
+        .await;
+
+    // Every outcome the OAuth callback can report has its own message.
+    for (code, words) in [
+        ("access_denied", "You cancelled in Notion"),
+        (
+            "invalid_state",
+            "expired, was already used, or was started in another browser",
+        ),
+        ("exchange_failed", "Notion did not accept the authorization"),
+        ("notion_unavailable", "Notion could not be reached"),
+        ("server_error", "Something went wrong on our side"),
+        ("something_new", "could not be connected (something_new)"),
+    ] {
+        browser.open(&format!("/#/connections?error={code}")).await;
+        browser.find_text(".message", words).await;
+    }
 
     let search_api = format!("/api/v1/connections/{id}/search");
     let provoked = [
@@ -591,5 +676,90 @@ async fn an_administrator_pages_through_users_and_connections(backend: Backend) 
         .await;
 
     browser.assert_console_clean().await;
+    browser.close().await;
+}
+
+async fn expiring_and_ended_sessions_are_handled_for_the_user(backend: Backend) {
+    use notion_connect::entity::session;
+    use sea_orm::EntityTrait;
+
+    let app = app_for_browser(backend, |vars| {
+        vars.insert("ACCESS_TOKEN_TTL".into(), "8s".into());
+    })
+    .await;
+    let Some(browser) = Browser::start(&app.address, &prefix(backend, "sessions")).await else {
+        return;
+    };
+    assert_eq!(app.register("renewer", PASSWORD).await.status(), 201);
+    browser.open("/#/login").await;
+    browser.fill("#username", "renewer").await;
+    browser.fill("#password", PASSWORD).await;
+    browser.click("form button[type=submit]").await;
+    browser
+        .find_text(".empty", "No workspace connected yet")
+        .await;
+    let refreshes = "performance.getEntriesByType('resource')
+        .filter((entry) => entry.name.endsWith('/api/v1/auth/refresh')).length";
+    assert_eq!(browser.js(&format!("return {refreshes};")).await, 0);
+
+    // The token is renewed shortly before it runs out (at 6 of its 8 seconds), unprompted.
+    browser.wait_for_js(&format!("{refreshes} >= 1")).await;
+
+    // A request the server refuses with 401 is repeated once after a renewal. The page's fetch
+    // is made to send a broken token once, as if it had expired.
+    browser
+        .js("const original = window.fetch;
+             window.fetch = (url, options = {}) => {
+               if (options.headers?.Authorization) {
+                 window.fetch = original;
+                 options = { ...options, headers: { ...options.headers, Authorization: 'Bearer broken' } };
+               }
+               return original(url, options);
+             };")
+        .await;
+    let before = browser
+        .js(&format!("return {refreshes};"))
+        .await
+        .as_u64()
+        .unwrap();
+    browser.js("location.hash = '#/connections?again=1';").await;
+    browser
+        .wait_for_js(&format!("{refreshes} > {before}"))
+        .await;
+    browser
+        .find_text(".empty", "No workspace connected yet")
+        .await;
+    let seen = browser
+        .assert_console_clean_except(&[("/api/v1/connections", 401)])
+        .await;
+    assert_eq!(seen.len(), 1, "refused once, then repeated: {seen:?}");
+
+    // The server ends the session (every session row is deleted): the next request takes the
+    // visitor to sign in, and back to where they were afterwards.
+    session::Entity::delete_many().exec(&app.db).await.unwrap();
+    browser.js("location.hash = '#/connections?again=2';").await;
+    browser
+        .find_text(".message.warning", "Your session has ended")
+        .await;
+    browser.find_text("h1", "Sign in").await;
+    assert!(browser.url().await.fragment().unwrap().contains("next="));
+    browser.fill("#username", "renewer").await;
+    browser.fill("#password", PASSWORD).await;
+    browser.click("form button[type=submit]").await;
+    browser
+        .find_text(".empty", "No workspace connected yet")
+        .await;
+    assert!(
+        browser
+            .url()
+            .await
+            .fragment()
+            .unwrap()
+            .starts_with("/connections?again=2")
+    );
+    let seen = browser
+        .assert_console_clean_except(&[("/api/v1/connections", 401), ("/api/v1/auth/refresh", 401)])
+        .await;
+    assert_eq!(seen.len(), 2, "{seen:?}");
     browser.close().await;
 }
