@@ -3,7 +3,7 @@
 
 import * as api from "./api.js";
 import { h, message, replace, focusHeading } from "./dom.js";
-import { currentRoute, navigate, safeReturnPath } from "./router.js";
+import { currentRoute, redirect, safeReturnPath } from "./router.js";
 import * as signIn from "./views/signin.js";
 import * as connections from "./views/connections.js";
 import * as search from "./views/search.js";
@@ -48,16 +48,11 @@ function show() {
   const target = match(route.segments);
   const user = api.currentUser();
 
-  if (target.redirect) return navigate(target.redirect);
-  if (target.auth && !user) {
-    const next = route.path + (route.params.toString() ? `?${route.params}` : "");
-    return navigate("/login", { next });
-  }
+  if (target.redirect) return redirect(target.redirect);
+  if (target.auth && !user) return redirect("/login", { next: route.full });
   if (target.guest && user) {
     const next = safeReturnPath(route.params.get("next"));
-    if (next) location.hash = `#${next}`;
-    else navigate("/connections");
-    return;
+    return next ? location.replace(`#${next}`) : redirect("/connections");
   }
 
   markCurrentSection(route.segments[0]);
@@ -122,8 +117,8 @@ api.onSessionChange((user, reason) => {
   const [tone, text] = notes[reason] ?? ["info", "You are signed out."];
   notice = message(tone, text);
   const route = currentRoute();
-  const next = reason === "signed-out" ? undefined : route.path + (route.params.toString() ? `?${route.params}` : "");
-  navigate("/login", { next: next === "/login" ? undefined : next });
+  const stay = reason !== "signed-out" && !match(route.segments).guest;
+  redirect("/login", { next: stay ? route.full : undefined });
 });
 
 frame.signOut.addEventListener("click", async () => {

@@ -1,7 +1,7 @@
 // The address of a view lives in the URL fragment (`#/connections/{id}/search?query=…`), so the
 // back button, a reload and a copied link all show the same view with the same parameters.
 
-/** The current route: its path segments and its parameters. */
+/** The current route: its path segments, its parameters, and the whole of it (`path?query`). */
 export function currentRoute() {
   const raw = location.hash.replace(/^#/, "") || "/";
   const [path, query = ""] = raw.split("?", 2);
@@ -9,6 +9,7 @@ export function currentRoute() {
     path,
     segments: path.split("/").filter(Boolean).map(decodeSegment),
     params: new URLSearchParams(query),
+    full: raw,
   };
 }
 
@@ -30,11 +31,12 @@ export function href(path, params = {}) {
   return `#${path}${search ? `?${search}` : ""}`;
 }
 
-/** Shows another view, adding an entry to the history. */
-export function navigate(path, params) {
-  const target = href(path, params);
-  if (location.hash === target) window.dispatchEvent(new HashChangeEvent("hashchange"));
-  else location.hash = target;
+/**
+ * Shows another view in place of the current address, without a history entry: for the app's
+ * own redirects, so the back button never lands on an address that sends it forward again.
+ */
+export function redirect(path, params) {
+  location.replace(href(path, params));
 }
 
 /** Changes the current view's parameters in place: no new history entry, no re-render. */

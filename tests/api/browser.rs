@@ -261,6 +261,18 @@ async fn a_new_user_signs_up_connects_searches_and_signs_out(backend: Backend) {
     assert_eq!(controls, json!(["zebra", "data_source"]));
     assert!(browser.text("#account-name").await.contains("webuser"));
 
+    // The back button returns to the same search.
+    browser.click(".back-link").await;
+    browser.find_text("h1", "Connections").await;
+    browser.client().back().await.unwrap();
+    browser.find_text(".empty", "No data sources match").await;
+    assert_eq!(
+        browser
+            .js("return document.getElementById('search-query').value;")
+            .await,
+        "zebra"
+    );
+
     // Disconnect, after confirming.
     browser.click(".back-link").await;
     browser.find_text("h1", "Connections").await;
