@@ -169,6 +169,7 @@ async fn a_new_user_signs_up_connects_searches_and_signs_out(backend: Backend) {
 
     // The same screen on a phone, in the dark theme.
     browser.emulate_phone_in_dark(true).await;
+    browser.js("window.scrollTo(0, 0);").await;
     browser.assert_no_horizontal_scroll().await;
     browser.screenshot("06-search-phone-dark").await;
     browser.emulate_phone_in_dark(false).await;
