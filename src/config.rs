@@ -17,7 +17,7 @@ use std::{
 use base64::{Engine, engine::general_purpose::STANDARD};
 use url::Url;
 
-use crate::{auth::throttle::TrustedProxies, crypto::KeyRing, secret::Secret};
+use crate::{client_ip::TrustedProxies, crypto::KeyRing, secret::Secret};
 
 /// Shortest accepted `JWT_SECRET`, in bytes (HS256 wants at least the hash size).
 pub const MIN_JWT_SECRET_LEN: usize = 32;
@@ -287,17 +287,9 @@ impl Settings {
 
         let notion_rate_limit = match get("NOTION_RATE_LIMIT") {
             None => 3,
-            Some(raw) => raw
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| {
-                    invalid(
-                        "NOTION_RATE_LIMIT",
-                        format!("requests per second, from 1 to 1000, not '{raw}'"),
-                    )
-                })?,
+            Some(raw) => {
+                parse_in_range("NOTION_RATE_LIMIT", &raw, 1..=1000, "requests per second")?
+            }
         };
 
         let allow_registration = match get("ALLOW_REGISTRATION") {
@@ -319,17 +311,9 @@ impl Settings {
         };
         let auth_rate_limit = match get("AUTH_RATE_LIMIT") {
             None => 20,
-            Some(raw) => raw
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=100_000).contains(n))
-                .ok_or_else(|| {
-                    invalid(
-                        "AUTH_RATE_LIMIT",
-                        format!("requests per minute, from 1 to 100000, not '{raw}'"),
-                    )
-                })?,
+            Some(raw) => {
+                parse_in_range("AUTH_RATE_LIMIT", &raw, 1..=100_000, "requests per minute")?
+            }
         };
         let trusted_proxies = match get("TRUSTED_PROXIES") {
             None => TrustedProxies::default(),
@@ -342,17 +326,9 @@ impl Settings {
         };
         let password_hash_concurrency = match get("PASSWORD_HASH_CONCURRENCY") {
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            Some(raw) => raw
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=256).contains(n))
-                .ok_or_else(|| {
-                    invalid(
-                        "PASSWORD_HASH_CONCURRENCY",
-                        format!("a number from 1 to 256, not '{raw}'"),
-                    )
-                })?,
+            Some(raw) => {
+                parse_in_range("PASSWORD_HASH_CONCURRENCY", &raw, 1..=256, "hashes at once")?
+            }
         };
         let password_hash_wait = match get("PASSWORD_HASH_WAIT") {
             None => Duration::from_secs(5),
@@ -515,6 +491,32 @@ fn parse_notion_version(raw: &str) -> Result<String, ConfigError> {
         ));
     }
     Ok(raw.to_owned())
+}
+
+/// A whole number within `range`; `unit` says what it counts, for the message.
+fn parse_in_range<T>(
+    variable: &'static str,
+    raw: &str,
+    range: std::ops::RangeInclusive<T>,
+    unit: &str,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    raw.trim()
+        .parse::<T>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| {
+            invalid(
+                variable,
+                format!(
+                    "{unit}, from {} to {}, not '{raw}'",
+                    range.start(),
+                    range.end()
+                ),
+            )
+        })
 }
 
 fn parse_bool(variable: &'static str, raw: &str) -> Result<bool, ConfigError> {

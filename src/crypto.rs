@@ -12,7 +12,10 @@
 
 use std::fmt;
 
-use base64::{Engine, engine::general_purpose::STANDARD};
+use base64::{
+    Engine,
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+};
 use chacha20poly1305::{
     KeyInit, XChaCha20Poly1305, XNonce,
     aead::{Aead, Payload},
@@ -94,10 +97,7 @@ impl KeyRing {
     /// A ring holding one freshly generated key.
     pub fn generate() -> Result<Self, getrandom::Error> {
         let key = random_bytes::<KEY_LEN>()?;
-        let id: String = random_bytes::<4>()?
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let id = hex(&random_bytes::<4>()?);
         let kid = KeyId::parse(&format!("k{id}")).expect("hex digits make a valid key id");
         Ok(Self {
             keys: vec![(kid, Secret::new(key))],
@@ -141,19 +141,56 @@ impl fmt::Debug for KeyRing {
     }
 }
 
-/// What a ciphertext is bound to: whose it is, which connection, which column.
-#[derive(Clone, Copy, Debug)]
-pub struct Binding<'a> {
-    pub user_id: Uuid,
-    pub bot_id: &'a str,
-    pub column: &'static str,
+/// The secrets a connection row keeps sealed: a closed set, so the associated data of each can
+/// only be spelled one way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SealedField {
+    AccessToken,
+    RefreshToken,
+    OwnerEmail,
 }
 
-impl Binding<'_> {
+impl SealedField {
+    /// The column that holds it. Part of the associated data: changing it makes every stored
+    /// ciphertext unreadable.
+    pub fn column(self) -> &'static str {
+        match self {
+            Self::AccessToken => "access_token",
+            Self::RefreshToken => "refresh_token",
+            Self::OwnerEmail => "owner_email",
+        }
+    }
+}
+
+impl fmt::Display for SealedField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.column())
+    }
+}
+
+/// What a ciphertext is bound to: whose it is, which connection, which field.
+#[derive(Clone, Copy, Debug)]
+pub struct Binding<'a> {
+    user_id: Uuid,
+    bot_id: &'a str,
+    field: SealedField,
+}
+
+impl<'a> Binding<'a> {
+    pub fn new(user_id: Uuid, bot_id: &'a str, field: SealedField) -> Self {
+        Self {
+            user_id,
+            bot_id,
+            field,
+        }
+    }
+
     fn associated_data(&self) -> Vec<u8> {
         format!(
             "notion-connect/v{ENVELOPE_VERSION}|notion_connections|{}|{}|{}",
-            self.column, self.user_id, self.bot_id
+            self.field.column(),
+            self.user_id,
+            self.bot_id
         )
         .into_bytes()
     }
@@ -268,6 +305,22 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], getrandom::Error> {
     Ok(bytes)
 }
 
+/// `N` random bytes as URL-safe base64 without padding: for tokens handed to browsers and peers.
+pub fn random_token<const N: usize>() -> Result<String, getrandom::Error> {
+    Ok(URL_SAFE_NO_PAD.encode(random_bytes::<N>()?))
+}
+
+/// Lower-case hexadecimal.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
+}
+
 /// A new ring entry, `kid:base64key`, with a random key and a random key id.
 pub fn generate_key_entry() -> Result<String, getrandom::Error> {
     Ok(KeyRing::generate()?.to_config_string().expose().clone())
@@ -318,18 +371,25 @@ mod tests {
         assert_eq!(ring.to_config_string().expose(), &a);
     }
 
-    fn binding<'a>(user: u128, bot: &'a str, column: &'static str) -> Binding<'a> {
-        Binding {
-            user_id: Uuid::from_u128(user),
-            bot_id: bot,
-            column,
-        }
+    fn binding(user: u128, bot: &str, field: SealedField) -> Binding<'_> {
+        Binding::new(Uuid::from_u128(user), bot, field)
+    }
+
+    #[test]
+    fn associated_data_keeps_its_stored_spelling() {
+        // Rows sealed by earlier versions must stay readable: the text must never change.
+        let data = binding(1, "bot", SealedField::OwnerEmail).associated_data();
+        assert_eq!(
+            String::from_utf8(data).unwrap(),
+            "notion-connect/v1|notion_connections|owner_email|\
+             00000000-0000-0000-0000-000000000001|bot"
+        );
     }
 
     #[test]
     fn ciphertexts_open_only_where_they_were_sealed() {
         let cipher = TokenCipher::new(KeyRing::parse(&format!("k1:{}", key(1))).unwrap());
-        let here = binding(1, "bot-a", "access_token");
+        let here = binding(1, "bot-a", SealedField::AccessToken);
         let sealed = cipher.encrypt("secret_token", here).unwrap();
         assert!(!sealed.contains("secret_token"));
         assert_ne!(
@@ -344,9 +404,9 @@ mod tests {
         assert_eq!(TokenCipher::key_id_of(&sealed).unwrap(), "k1");
 
         for elsewhere in [
-            binding(2, "bot-a", "access_token"),
-            binding(1, "bot-b", "access_token"),
-            binding(1, "bot-a", "refresh_token"),
+            binding(2, "bot-a", SealedField::AccessToken),
+            binding(1, "bot-b", SealedField::AccessToken),
+            binding(1, "bot-a", SealedField::RefreshToken),
         ] {
             assert!(matches!(
                 cipher.decrypt(&sealed, elsewhere),
@@ -365,7 +425,7 @@ mod tests {
     #[test]
     fn old_keys_decrypt_and_unknown_keys_are_reported() {
         let old = TokenCipher::new(KeyRing::parse(&format!("old:{}", key(1))).unwrap());
-        let here = binding(1, "bot", "access_token");
+        let here = binding(1, "bot", SealedField::AccessToken);
         let sealed = old.encrypt("token", here).unwrap();
         let rotated =
             TokenCipher::new(KeyRing::parse(&format!("new:{},old:{}", key(2), key(1))).unwrap());

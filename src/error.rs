@@ -24,6 +24,24 @@ use serde::Serialize;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// Any cause, kept with its own causes for the log.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Shows an error with every cause behind it: `outer: inner: innermost`. For logs only.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
+
 /// An RFC 9457 problem document. `code` is stable and meant for programs; `title` and `detail`
 /// are for people and may change.
 #[derive(Object, Serialize, Debug, Clone, PartialEq, Eq)]
@@ -91,17 +109,22 @@ pub enum ApiError {
     /// Any other client error that poem reports, with its own status.
     #[error("client error: {0}")]
     OtherClientError(StatusCode),
-    /// A dependency (the database) cannot be used right now.
-    #[error("service unavailable: {0}")]
-    Unavailable(String),
-    /// Anything else. The message is logged, never sent.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A dependency (the database, the password hashers) cannot be used right now. The cause
+    /// is logged, never sent.
+    #[error("service unavailable")]
+    Unavailable(#[source] BoxError),
+    /// Anything else. The cause is logged, never sent.
+    #[error("internal error")]
+    Internal(#[source] BoxError),
 }
 
 impl ApiError {
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
-        Self::Internal(cause.to_string())
+    pub fn internal(cause: impl Into<BoxError>) -> Self {
+        Self::Internal(cause.into())
+    }
+
+    pub fn unavailable(cause: impl Into<BoxError>) -> Self {
+        Self::Unavailable(cause.into())
     }
 
     pub fn problem(&self) -> Problem {
@@ -243,8 +266,8 @@ impl ApiResponse for ApiError {
 /// of server errors exactly once.
 pub async fn render_error(err: poem::Error) -> Response {
     let api_error = classify(err);
-    if let ApiError::Internal(cause) | ApiError::Unavailable(cause) = &api_error {
-        tracing::error!(cause = %cause, "request failed");
+    if let ApiError::Internal(_) | ApiError::Unavailable(_) = &api_error {
+        tracing::error!(error = %Chain(&api_error), "request failed");
     }
     api_error.as_response()
 }
@@ -291,11 +314,11 @@ fn classify(err: poem::Error) -> ApiError {
         StatusCode::NOT_FOUND => ApiError::NotFound,
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
-            limit: crate::startup::BODY_LIMIT,
+            limit: crate::http_policy::BODY_LIMIT,
         },
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
         status if status.is_client_error() => ApiError::OtherClientError(status),
-        _ => ApiError::Internal(err.to_string()),
+        _ => ApiError::internal(err.to_string()),
     }
 }
 
@@ -314,6 +337,54 @@ mod tests {
         let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(problem["code"], "internal_error");
         assert_eq!(problem["status"], 500);
+    }
+
+    /// A log sink for one test.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_500_logs_every_cause_once_and_sends_none() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading connection 7")]
+        struct Reading(#[source] std::io::Error);
+
+        let logs = Captured::default();
+        let sink = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let cause = std::io::Error::other("connection refused by db:5432");
+        let err: poem::Error = ApiError::internal(Reading(cause)).into();
+        let response = render_error(err).await;
+
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = response.into_body().into_string().await.unwrap();
+        assert!(
+            !body.contains("5432") && !body.contains("connection 7"),
+            "{body}"
+        );
+        let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            logged
+                .matches("internal error: reading connection 7: connection refused by db:5432")
+                .count(),
+            1,
+            "{logged}"
+        );
     }
 
     #[tokio::test]

@@ -16,14 +16,16 @@
 
 pub mod api;
 pub mod auth;
+pub mod client_ip;
 pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod entity;
 pub mod error;
 pub mod housekeeping;
+pub mod http_policy;
 pub mod notion;
-pub mod rotation;
+pub mod rate_limit;
 pub mod sandbox;
 pub mod secret;
 pub mod startup;

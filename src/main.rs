@@ -17,7 +17,8 @@ use notion_connect::{
     config::Settings,
     crypto::{self, TokenCipher},
     db,
-    rotation::rotate_keys,
+    error::Chain,
+    notion::connections::ConnectionStore,
     startup::Application,
     store, telemetry,
 };
@@ -111,8 +112,8 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command, settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "notion-connect failed");
-            fail(e.to_string())
+            tracing::error!(error = %Chain(&*e), "notion-connect failed");
+            fail(Chain(&*e).to_string())
         }
     }
 }
@@ -142,8 +143,9 @@ async fn run(command: Option<Command>, settings: Settings) -> Result<(), Box<dyn
         Some(Command::RotateKeys) => {
             let db = db::connect(&settings.database_url).await?;
             db::migrate(&db).await?;
-            let cipher = TokenCipher::new(settings.token_keys.clone());
-            let rewritten = rotate_keys(&db, &cipher, 100, None).await?;
+            let cipher = std::sync::Arc::new(TokenCipher::new(settings.token_keys.clone()));
+            let store = ConnectionStore::new(db, cipher.clone());
+            let rewritten = store.reseal_with_primary_key(100, None).await?;
             println!(
                 "re-encrypted {rewritten} connection(s) with key '{}'",
                 cipher.primary_key_id()

@@ -5,10 +5,16 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 use crate::{
-    auth::{jwt::JwtKeys, password::PasswordHasher, throttle::IpRateLimiter},
+    auth::{jwt::JwtKeys, password::PasswordHasher},
     config::Settings,
     crypto::TokenCipher,
-    notion::{NotionEndpoints, client::NotionClient, oauth::NotionOAuth, tokens::RefreshLocks},
+    notion::{
+        NotionEndpoints,
+        client::NotionClient,
+        connections::{ConnectionStore, Connections},
+        oauth::NotionOAuth,
+    },
+    rate_limit::IpRateLimiter,
 };
 
 /// Shared application state. Cheap to clone: every field is reference-counted.
@@ -20,13 +26,10 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     /// Limits login and registration attempts per client IP.
     pub auth_limiter: Arc<IpRateLimiter>,
-    /// Seals and opens Notion tokens at rest.
-    pub cipher: Arc<TokenCipher>,
     /// Notion's OAuth endpoints (or the sandbox's).
     pub notion: Arc<NotionOAuth>,
-    /// Notion's API (or the sandbox's), per connection.
-    pub notion_api: Arc<NotionClient>,
-    pub refresh_locks: Arc<RefreshLocks>,
+    /// Stored connections, and searching them.
+    pub connections: Arc<Connections>,
 }
 
 impl AppState {
@@ -45,17 +48,24 @@ impl AppState {
             settings.password_hash_wait,
         )?;
         let http = crate::notion::http_client(settings.notion.timeout);
+        let cipher = Arc::new(TokenCipher::new(settings.token_keys.clone()));
+        let api = NotionClient::new(
+            http.clone(),
+            endpoints.clone(),
+            settings.notion.timeout,
+            settings.notion.rate_limit,
+        );
+        let notion = Arc::new(NotionOAuth::new(endpoints, http));
+        let connections = Connections::new(
+            ConnectionStore::new(db.clone(), cipher),
+            notion.clone(),
+            api,
+            settings.notion.timeout,
+        );
         Ok(Self {
             auth_limiter: Arc::new(IpRateLimiter::per_minute(settings.auth_rate_limit)),
-            cipher: Arc::new(TokenCipher::new(settings.token_keys.clone())),
-            notion_api: Arc::new(NotionClient::new(
-                http.clone(),
-                endpoints.clone(),
-                settings.notion.timeout,
-                settings.notion.rate_limit,
-            )),
-            notion: Arc::new(NotionOAuth::new(endpoints, http)),
-            refresh_locks: Arc::default(),
+            notion,
+            connections: Arc::new(connections),
             settings: Arc::new(settings),
             db,
             jwt: Arc::new(jwt),

@@ -18,13 +18,7 @@ use poem::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
-
-/// The policy the app runs under: its own scripts, styles and images only, plus https images
-/// (workspace and page icons come from Notion's and other hosts). No inline script or style.
-pub const WEB_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-    img-src 'self' https: data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
-    form-action 'self'; frame-ancestors 'none'";
+use crate::{error::ApiError, http_policy::WEB_CSP};
 
 #[derive(rust_embed::Embed)]
 #[folder = "web/"]
@@ -159,13 +153,7 @@ fn content_type(name: &str) -> &'static str {
 
 /// A strong validator: the first 128 bits of the content's SHA-256, quoted.
 fn etag(hash: &[u8; 32]) -> String {
-    let mut tag = String::with_capacity(34);
-    tag.push('"');
-    for byte in &hash[..16] {
-        tag.push_str(&format!("{byte:02x}"));
-    }
-    tag.push('"');
-    tag
+    format!("\"{}\"", crate::crypto::hex(&hash[..16]))
 }
 
 /// `If-None-Match` uses the weak comparison (RFC 9110, 13.1.2): `W/` prefixes are ignored.

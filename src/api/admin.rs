@@ -1,7 +1,12 @@
 //! Administration: listings for users with `is_admin`. Everyone else gets 403.
 
 use poem::{http::StatusCode, web::Data};
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Query, payload::Json};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::Query,
+    payload::Json,
+    types::{ParseFromJSON, ToJSON},
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -19,21 +24,21 @@ use crate::{
 
 const DEFAULT_PAGE: u32 = 50;
 
-/// One page of users, oldest first.
+/// One page of a listing, oldest first.
 #[derive(Object)]
-pub struct UserPage {
-    pub items: Vec<User>,
+pub struct Page<T: ParseFromJSON + ToJSON> {
+    pub items: Vec<T>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     #[oai(skip_serializing_if_is_none)]
     pub next_cursor: Option<String>,
 }
 
 #[derive(ApiResponse)]
-pub enum ListUsersResponse {
+pub enum ListResponse<T: ParseFromJSON + ToJSON + Send + Sync> {
     #[oai(status = 200)]
-    Page(Json<UserPage>),
-    /// The cursor is not one this endpoint handed out (`invalid_cursor`), or `limit` is out of
-    /// range (`invalid_parameter`).
+    Page(Json<Page<T>>),
+    /// A parameter is invalid: a cursor this endpoint did not hand out (`invalid_cursor`), or a
+    /// malformed `limit` or `user_id` (`invalid_parameter`).
     #[oai(status = 422, content_type = "application/problem+json")]
     Invalid(Json<Problem>),
     /// No valid access token (`unauthorized`).
@@ -56,31 +61,6 @@ pub struct AdminConnection {
     pub created_at: OffsetDateTime,
 }
 
-/// One page of connections, oldest first.
-#[derive(Object)]
-pub struct ConnectionPage {
-    pub items: Vec<AdminConnection>,
-    /// Pass as `cursor` to get the next page; absent on the last page.
-    #[oai(skip_serializing_if_is_none)]
-    pub next_cursor: Option<String>,
-}
-
-#[derive(ApiResponse)]
-pub enum ListConnectionsResponse {
-    #[oai(status = 200)]
-    Page(Json<ConnectionPage>),
-    /// The cursor or `user_id` is malformed (`invalid_cursor`), or `limit` is out of range
-    /// (`invalid_parameter`).
-    #[oai(status = 422, content_type = "application/problem+json")]
-    Invalid(Json<Problem>),
-    /// No valid access token (`unauthorized`).
-    #[oai(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Json<Problem>),
-    /// The caller is not an administrator (`forbidden`).
-    #[oai(status = 403, content_type = "application/problem+json")]
-    Forbidden(Json<Problem>),
-}
-
 #[derive(Default)]
 pub struct AdminApi;
 
@@ -99,14 +79,14 @@ impl AdminApi {
         /// Page size, 1 to 100 (default 50).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
-    ) -> Result<ListUsersResponse, ApiError> {
+    ) -> Result<ListResponse<User>, ApiError> {
         let Ok(after) = parse_cursor(cursor.0.as_deref()) else {
-            return Ok(ListUsersResponse::Invalid(invalid_cursor()));
+            return Ok(ListResponse::Invalid(invalid_cursor()));
         };
         let limit = limit.0.unwrap_or(DEFAULT_PAGE);
         let rows = users::page(&state.db, after, u64::from(limit) + 1).await?;
         let (rows, next_cursor) = split_page(rows, limit, |user| user.id);
-        Ok(ListUsersResponse::Page(Json(UserPage {
+        Ok(ListResponse::Page(Json(Page {
             items: rows.iter().map(User::from).collect(),
             next_cursor,
         })))
@@ -132,9 +112,9 @@ impl AdminApi {
         limit: Query<Option<u32>>,
         /// Only this user's connections.
         user_id: Query<Option<Uuid>>,
-    ) -> Result<ListConnectionsResponse, ApiError> {
+    ) -> Result<ListResponse<AdminConnection>, ApiError> {
         let Ok(after) = parse_cursor(cursor.0.as_deref()) else {
-            return Ok(ListConnectionsResponse::Invalid(invalid_cursor()));
+            return Ok(ListResponse::Invalid(invalid_cursor()));
         };
         let limit = limit.0.unwrap_or(DEFAULT_PAGE);
         let rows = connections::page(&state.db, after, user_id.0, u64::from(limit) + 1).await?;
@@ -152,10 +132,7 @@ impl AdminApi {
                 created_at: row.created_at,
             })
             .collect();
-        Ok(ListConnectionsResponse::Page(Json(ConnectionPage {
-            items,
-            next_cursor,
-        })))
+        Ok(ListResponse::Page(Json(Page { items, next_cursor })))
     }
 }
 

@@ -4,7 +4,7 @@
 //! SameSite=Strict cookie scoped to `/api/v1/auth`. Each refresh rotates that cookie; presenting
 //! a token that was already rotated ends the whole session family (someone copied it).
 
-use std::{net::IpAddr, time::Duration};
+use std::time::Duration;
 
 use poem::{
     Request,
@@ -18,13 +18,15 @@ use uuid::Uuid;
 use super::{ApiTags, cookie, problem, set_cookie};
 use crate::{
     auth::{
-        BearerAuth, RefreshToken, Username, hash_token,
+        BearerAuth, RefreshToken, Username,
+        backoff::delay_after,
+        hash_token,
         password::{HashError, MAX_PASSWORD_BYTES, Password, Verification},
-        throttle::delay_after,
         username_key,
     },
-    entity::user,
-    error::{ApiError, Problem},
+    client_ip,
+    entity::{session, user},
+    error::{ApiError, Chain, Problem},
     state::AppState,
     store::{StoreError, login_attempts, sessions, users},
 };
@@ -168,32 +170,12 @@ impl AuthApi {
                 "Registration is closed on this server.",
             )));
         }
-        if let Err(wait) = state.auth_limiter.check_ip(client_ip(&state, req)) {
-            return Ok(RegisterResponse::TooManyAttempts(
-                too_many_attempts(),
-                retry_after(wait),
-            ));
+        if let Some(wait) = address_throttled(&state, req) {
+            return Ok(RegisterResponse::TooManyAttempts(too_many_attempts(), wait));
         }
-        let Credentials { username, password } = body.0;
-        let username = match Username::parse(&username) {
-            Ok(username) => username,
-            Err(rule) => {
-                return Ok(RegisterResponse::Invalid(problem(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_username",
-                    rule,
-                )));
-            }
-        };
-        let password = match Password::parse(password, username.as_str()) {
-            Ok(password) => password,
-            Err(rejected) => {
-                return Ok(RegisterResponse::Invalid(problem(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    rejected.code(),
-                    &rejected.to_string(),
-                )));
-            }
+        let (username, password) = match parse_new_account(body.0) {
+            Ok(parsed) => parsed,
+            Err(invalid) => return Ok(RegisterResponse::Invalid(invalid)),
         };
         // A cheap check first, so a taken name costs no hashing; the unique index decides races.
         if users::find_by_key(&state.db, &username.key())
@@ -224,11 +206,8 @@ impl AuthApi {
         req: &Request,
         body: Json<Credentials>,
     ) -> Result<LoginResponse, ApiError> {
-        if let Err(wait) = state.auth_limiter.check_ip(client_ip(&state, req)) {
-            return Ok(LoginResponse::TooManyAttempts(
-                too_many_attempts(),
-                retry_after(wait),
-            ));
+        if let Some(wait) = address_throttled(&state, req) {
+            return Ok(LoginResponse::TooManyAttempts(too_many_attempts(), wait));
         }
         let Credentials { username, password } = body.0;
         let key = username_key(&username);
@@ -236,16 +215,8 @@ impl AuthApi {
         if key.len() > 64 || password.len() > MAX_PASSWORD_BYTES {
             return Ok(LoginResponse::InvalidCredentials(invalid_credentials()));
         }
-        if let Some(attempts) = login_attempts::find(&state.db, &key).await? {
-            let ready_at = attempts.last_failure_at + delay_after(attempts.failures);
-            let now = OffsetDateTime::now_utc();
-            if now < ready_at {
-                let wait = Duration::try_from(ready_at - now).unwrap_or_default();
-                return Ok(LoginResponse::TooManyAttempts(
-                    too_many_attempts(),
-                    retry_after(wait),
-                ));
-            }
+        if let Some(wait) = account_wait(&state, &key).await? {
+            return Ok(LoginResponse::TooManyAttempts(too_many_attempts(), wait));
         }
 
         let user = users::find_by_key(&state.db, &key).await?;
@@ -260,17 +231,10 @@ impl AuthApi {
         let user = user.ok_or_else(|| ApiError::internal("a password matched no user"))?;
         login_attempts::clear(&state.db, &key).await?;
         if needs_rehash {
-            // An upgrade that fails now is tried again at the next login; it must not cost
-            // the user this one.
-            match state.hasher.hash(&password).await {
-                Ok(hash) => users::update_password_hash(&state.db, user.id, hash).await?,
-                Err(e) => {
-                    tracing::warn!(user_id = %user.id, error = %e, "password hash upgrade postponed")
-                }
-            }
+            upgrade_hash(&state, &user, &password).await?;
         }
 
-        let token = RefreshToken::generate()?;
+        let token = RefreshToken::generate().map_err(ApiError::internal)?;
         let family = Uuid::now_v7();
         sessions::insert(&state.db, user.id, family, token.hash(), refresh_expiry()).await?;
         let session = issue_session(&state, &user, family)?;
@@ -304,18 +268,11 @@ impl AuthApi {
                 refresh_cookie(&state, None),
             )
         };
-        let Some(presented) = cookie(req, REFRESH_COOKIE) else {
+        let Some(current) = presented_session(&state, req).await? else {
             return Ok(invalid());
         };
-        let Some(current) = sessions::find_by_token_hash(&state.db, &hash_token(presented)).await?
-        else {
-            return Ok(invalid());
-        };
-        if current.revoked_at.is_some() || current.expires_at <= OffsetDateTime::now_utc() {
-            return Ok(invalid());
-        }
 
-        let next = RefreshToken::generate()?;
+        let next = RefreshToken::generate().map_err(ApiError::internal)?;
         let rotated = if current.rotated_at.is_none() {
             sessions::rotate(&state.db, &current, next.hash(), refresh_expiry()).await?
         } else {
@@ -384,10 +341,66 @@ impl AccountApi {
 impl From<HashError> for ApiError {
     fn from(err: HashError) -> Self {
         match err {
-            HashError::Busy => ApiError::Unavailable("every password hashing slot is busy".into()),
-            HashError::Failed(cause) => ApiError::internal(cause),
+            HashError::Busy => ApiError::unavailable(err),
+            _ => ApiError::internal(err),
         }
     }
+}
+
+/// The wait in seconds when the client's address has used up its attempts.
+fn address_throttled(state: &AppState, req: &Request) -> Option<u64> {
+    let ip = client_ip::of_request(req, &state.settings.trusted_proxies);
+    state.auth_limiter.check_ip(ip).err().map(retry_after)
+}
+
+/// The wait in seconds while the account is held back after consecutive failures.
+async fn account_wait(state: &AppState, key: &str) -> Result<Option<u64>, StoreError> {
+    let Some(attempts) = login_attempts::find(&state.db, key).await? else {
+        return Ok(None);
+    };
+    let ready_at = attempts.last_failure_at + delay_after(attempts.failures);
+    let now = OffsetDateTime::now_utc();
+    Ok((now < ready_at)
+        .then(|| retry_after(Duration::try_from(ready_at - now).unwrap_or_default())))
+}
+
+/// The name and password of a new account, or the problem with them.
+fn parse_new_account(credentials: Credentials) -> Result<(Username, Password), Json<Problem>> {
+    let invalid =
+        |code: &str, detail: &str| problem(StatusCode::UNPROCESSABLE_ENTITY, code, detail);
+    let username =
+        Username::parse(&credentials.username).map_err(|rule| invalid("invalid_username", rule))?;
+    let password = Password::parse(credentials.password, username.as_str())
+        .map_err(|rejected| invalid(rejected.code(), &rejected.to_string()))?;
+    Ok((username, password))
+}
+
+/// Rehashes a password that matched a hash made with weaker parameters. An upgrade that fails
+/// now is tried again at the next login; it must not cost the user this one.
+async fn upgrade_hash(
+    state: &AppState,
+    user: &user::Model,
+    password: &str,
+) -> Result<(), StoreError> {
+    match state.hasher.hash(password).await {
+        Ok(hash) => users::update_password_hash(&state.db, user.id, hash).await,
+        Err(e) => {
+            tracing::warn!(user_id = %user.id, error = %Chain(&e), "password hash upgrade postponed");
+            Ok(())
+        }
+    }
+}
+
+/// The live session of the refresh cookie the request carries, if any.
+async fn presented_session(
+    state: &AppState,
+    req: &Request,
+) -> Result<Option<session::Model>, StoreError> {
+    let Some(presented) = cookie(req, REFRESH_COOKIE) else {
+        return Ok(None);
+    };
+    let session = sessions::find_by_token_hash(&state.db, &hash_token(presented)).await?;
+    Ok(session.filter(|s| s.revoked_at.is_none() && s.expires_at > OffsetDateTime::now_utc()))
 }
 
 fn issue_session(state: &AppState, user: &user::Model, family: Uuid) -> Result<Session, ApiError> {
@@ -438,19 +451,6 @@ fn origin_allowed(state: &AppState, req: &Request) -> bool {
             .cors_allowed_origins
             .iter()
             .any(|allowed| allowed == origin)
-}
-
-fn client_ip(state: &AppState, req: &Request) -> IpAddr {
-    let peer = req
-        .remote_addr()
-        .as_socket_addr()
-        .map(|addr| addr.ip())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let forwarded = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    state.settings.trusted_proxies.client_ip(peer, forwarded)
 }
 
 fn retry_after(wait: Duration) -> u64 {

@@ -9,9 +9,8 @@ use uuid::Uuid;
 use super::ApiTags;
 use crate::{
     auth::BearerAuth,
-    crypto::Binding,
     error::{ApiError, Problem},
-    notion::oauth::Owner as StoredOwner,
+    notion::connections::{ConnectionError, OwnedConnection},
     state::AppState,
     store::connections::{self, Connection as Row},
 };
@@ -60,32 +59,16 @@ pub struct Connection {
     pub last_used_at: Option<OffsetDateTime>,
 }
 
-impl Connection {
-    /// The wire form of a row; the owner's e-mail is decrypted for its owner to see.
-    pub fn from_row(state: &AppState, row: &Row) -> Result<Self, ApiError> {
-        let owner: StoredOwner = serde_json::from_str(&row.owner).unwrap_or_default();
-        let email = row
-            .owner_email
-            .as_deref()
-            .map(|sealed| {
-                state.cipher.decrypt(
-                    sealed,
-                    Binding {
-                        user_id: row.user_id,
-                        bot_id: &row.bot_id,
-                        column: "owner_email",
-                    },
-                )
-            })
-            .transpose()
-            .map_err(ApiError::internal)?;
+impl From<OwnedConnection> for Connection {
+    fn from(OwnedConnection { row, owner }: OwnedConnection) -> Self {
+        let status = status_of(&row);
         let user = owner.user.unwrap_or_default();
-        Ok(Self {
+        Self {
             id: row.id,
-            workspace_id: row.workspace_id.clone(),
-            workspace_name: row.workspace_name.clone(),
-            workspace_icon: row.workspace_icon.clone(),
-            bot_id: row.bot_id.clone(),
+            workspace_id: row.workspace_id,
+            workspace_name: row.workspace_name,
+            workspace_icon: row.workspace_icon,
+            bot_id: row.bot_id,
             owner: ConnectionOwner {
                 kind: if owner.kind.is_empty() {
                     "user".to_owned()
@@ -95,14 +78,14 @@ impl Connection {
                 user_id: user.id,
                 name: user.name,
                 avatar_url: user.avatar_url,
-                email: email.map(|e| e.expose().clone()),
+                email: user.person.and_then(|person| person.email),
             },
-            duplicated_template_id: row.duplicated_template_id.clone(),
-            status: status_of(row),
+            duplicated_template_id: row.duplicated_template_id,
+            status,
             created_at: row.created_at,
             updated_at: row.updated_at,
             last_used_at: row.last_used_at,
-        })
+        }
     }
 }
 
@@ -171,11 +154,8 @@ impl ConnectionsApi {
         auth: BearerAuth,
         state: Data<&AppState>,
     ) -> Result<ListResponse, ApiError> {
-        let rows = connections::list_for_user(&state.db, auth.0.user.id).await?;
-        let items = rows
-            .iter()
-            .map(|row| Connection::from_row(&state, row))
-            .collect::<Result<_, _>>()?;
+        let owned = state.connections.store().list(auth.0.user.id).await?;
+        let items = owned.into_iter().map(Connection::from).collect();
         Ok(ListResponse::Connections(Json(ConnectionList { items })))
     }
 
@@ -187,12 +167,12 @@ impl ConnectionsApi {
         state: Data<&AppState>,
         id: Path<Uuid>,
     ) -> Result<GetResponse, ApiError> {
-        match connections::find_for_user(&state.db, auth.0.user.id, id.0).await? {
-            Some(row) => Ok(GetResponse::Connection(Json(Connection::from_row(
-                &state, &row,
-            )?))),
-            None => Ok(GetResponse::NotFound(not_found())),
-        }
+        Ok(
+            match state.connections.store().get(auth.0.user.id, id.0).await? {
+                Some(owned) => GetResponse::Connection(Json(owned.into())),
+                None => GetResponse::NotFound(not_found()),
+            },
+        )
     }
 
     /// Disconnect a workspace
@@ -206,35 +186,18 @@ impl ConnectionsApi {
         state: Data<&AppState>,
         id: Path<Uuid>,
     ) -> Result<DeleteResponse, ApiError> {
-        let Some(row) = connections::find_for_user(&state.db, auth.0.user.id, id.0).await? else {
-            return Ok(DeleteResponse::NotFound(not_found()));
-        };
-        let token = state.cipher.decrypt(
-            &row.access_token,
-            Binding {
-                user_id: row.user_id,
-                bot_id: &row.bot_id,
-                column: "access_token",
+        Ok(
+            if state.connections.disconnect(auth.0.user.id, id.0).await? {
+                DeleteResponse::Deleted
+            } else {
+                DeleteResponse::NotFound(not_found())
             },
-        );
-        if !connections::delete(&state.db, row.id).await? {
-            return Ok(DeleteResponse::NotFound(not_found()));
-        }
-        match token {
-            Ok(token) => {
-                let notion = state.notion.clone();
-                let connection_id = row.id;
-                tokio::spawn(async move {
-                    if let Err(e) = notion.revoke(&token).await {
-                        tracing::warn!(%connection_id, error = %e, "revoking a Notion token failed");
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::warn!(connection_id = %row.id, error = %e, "a deleted connection's token could not be decrypted for revocation")
-            }
-        }
-        tracing::info!(connection_id = %row.id, "Notion connection deleted");
-        Ok(DeleteResponse::Deleted)
+        )
+    }
+}
+
+impl From<ConnectionError> for ApiError {
+    fn from(err: ConnectionError) -> Self {
+        ApiError::internal(err)
     }
 }

@@ -20,6 +20,6 @@ pub async fn healthz() -> Json<Value> {
 pub async fn readyz(state: Data<&AppState>) -> Result<Json<Value>, ApiError> {
     db::check_ready(&state.db, &state.settings.database_url)
         .await
-        .map_err(|e| ApiError::Unavailable(format!("database not ready: {e}")))?;
+        .map_err(ApiError::unavailable)?;
     Ok(Json(json!({ "status": "ready" })))
 }

@@ -12,24 +12,18 @@
 //! transaction deletes the claimed state and stores the connection: both happen or neither does,
 //! and a flow whose user was deleted meanwhile stores nothing.
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use poem::{Request, web::Data};
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Query, payload::Json};
-use sea_orm::TransactionTrait;
 use time::OffsetDateTime;
 
 use super::{ApiTags, cookie, set_cookie};
 use crate::{
     auth::{BearerAuth, hash_token},
-    crypto::{Binding, random_bytes},
-    error::{ApiError, Problem},
-    notion::oauth::{ExchangeError, Grant},
+    crypto::random_token,
+    error::{ApiError, Chain, Problem},
+    notion::{connections::Completed, oauth::ExchangeError},
     state::AppState,
-    store::{
-        StoreError,
-        connections::{self, SealedConnection},
-        oauth_states,
-    },
+    store::{StoreError, oauth_states},
 };
 
 /// The cookie that ties a flow to the browser that started it.
@@ -90,8 +84,8 @@ impl NotionOAuthApi {
         auth: BearerAuth,
         state: Data<&AppState>,
     ) -> Result<AuthorizeResponse, ApiError> {
-        let oauth_state = random_token()?;
-        let binding = random_token()?;
+        let oauth_state = random_token::<32>().map_err(ApiError::internal)?;
+        let binding = random_token::<32>().map_err(ApiError::internal)?;
         let expires_at = OffsetDateTime::now_utc() + STATE_LIFETIME;
         oauth_states::insert(
             &state.db,
@@ -173,33 +167,54 @@ async fn finish(
     // A valid state is consumed whatever happens next, so it can never be replayed.
     let flow = claim_state(state, req, oauth_state.as_deref()).await;
     if let Some(error) = error {
-        // The value comes from the query string: log only a tame prefix of it.
-        let logged: String = error
-            .chars()
-            .take(40)
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        tracing::info!(error = %logged, "Notion authorization ended without a code");
-        return Err(match error.as_str() {
-            "access_denied" => CallbackError::AccessDenied,
-            "temporarily_unavailable" | "server_error" => CallbackError::NotionUnavailable,
-            _ => CallbackError::ExchangeFailed,
-        });
+        return Err(denied(&error));
     }
     let flow = flow?;
     let code = code
         .filter(|c| !c.is_empty())
         .ok_or(CallbackError::ExchangeFailed)?;
     let grant = state.notion.exchange(&code).await.map_err(|e| {
-        tracing::warn!(error = %e, "Notion code exchange failed");
+        tracing::warn!(error = %Chain(&e), "Notion code exchange failed");
         match e {
             ExchangeError::Refused(_) => CallbackError::ExchangeFailed,
             ExchangeError::Unavailable(_) => CallbackError::NotionUnavailable,
         }
     })?;
-    let stored = store_grant(state, flow, grant).await?;
-    tracing::info!(connection_id = %stored, user_id = %flow.user_id, "Notion workspace connected");
-    Ok(stored)
+    let completed = state
+        .connections
+        .store()
+        .complete_authorization(flow.state_id, flow.user_id, grant)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %Chain(&e), "storing a Notion connection failed");
+            CallbackError::ServerError
+        })?;
+    match completed {
+        Completed::Stored(id) => {
+            tracing::info!(connection_id = %id, user_id = %flow.user_id, "Notion workspace connected");
+            Ok(id)
+        }
+        Completed::UserGone => {
+            tracing::info!(user_id = %flow.user_id, "the user was deleted during a Notion authorization");
+            Err(CallbackError::InvalidState)
+        }
+    }
+}
+
+/// What an `error` from Notion's consent page means for the browser.
+fn denied(error: &str) -> CallbackError {
+    // The value comes from the query string: log only a tame prefix of it.
+    let logged: String = error
+        .chars()
+        .take(40)
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    tracing::info!(error = %logged, "Notion authorization ended without a code");
+    match error {
+        "access_denied" => CallbackError::AccessDenied,
+        "temporarily_unavailable" | "server_error" => CallbackError::NotionUnavailable,
+        _ => CallbackError::ExchangeFailed,
+    }
 }
 
 /// A flow whose state this callback has claimed.
@@ -211,7 +226,7 @@ struct Flow {
 
 fn server_error(doing: &'static str) -> impl Fn(StoreError) -> CallbackError + Copy {
     move |e| {
-        tracing::error!(error = %e, "{doing} failed");
+        tracing::error!(error = %Chain(&e), "{doing} failed");
         CallbackError::ServerError
     }
 }
@@ -248,82 +263,6 @@ async fn claim_state(
         state_id: row.id,
         user_id: row.user_id,
     })
-}
-
-/// Seals the grant's secrets, then ends the flow and stores the connection in one transaction.
-async fn store_grant(
-    state: &AppState,
-    flow: Flow,
-    grant: Grant,
-) -> Result<uuid::Uuid, CallbackError> {
-    let sealed = seal_grant(state, flow.user_id, grant).map_err(|e| {
-        tracing::error!(error = %e, "sealing a Notion grant failed");
-        CallbackError::ServerError
-    })?;
-    let failed = server_error("storing a Notion connection");
-    let txn = state.db.begin().await.map_err(|e| failed(e.into()))?;
-    if !oauth_states::finish(&txn, flow.state_id)
-        .await
-        .map_err(failed)?
-    {
-        // The state went away with its user: there is nobody to store the connection for.
-        tracing::info!(user_id = %flow.user_id, "the user was deleted during a Notion authorization");
-        return Err(CallbackError::InvalidState);
-    }
-    let stored = connections::upsert(&txn, sealed).await.map_err(failed)?;
-    txn.commit().await.map_err(|e| failed(e.into()))?;
-    Ok(stored.id)
-}
-
-fn seal_grant(
-    state: &AppState,
-    user_id: uuid::Uuid,
-    grant: Grant,
-) -> Result<SealedConnection, ApiError> {
-    let Grant {
-        access_token,
-        refresh_token,
-        fields,
-    } = grant;
-    let cipher = &state.cipher;
-    let bind = |column| Binding {
-        user_id,
-        bot_id: &fields.bot_id,
-        column,
-    };
-    let mut owner = fields.owner.clone().unwrap_or_default();
-    let email = owner
-        .user
-        .as_mut()
-        .and_then(|user| user.person.as_mut())
-        .and_then(|person| person.email.take());
-    let sealed = SealedConnection {
-        user_id,
-        bot_id: fields.bot_id.clone(),
-        workspace_id: fields.workspace_id.clone(),
-        workspace_name: fields.workspace_name.clone(),
-        workspace_icon: fields.workspace_icon.clone(),
-        owner: serde_json::to_string(&owner).map_err(ApiError::internal)?,
-        owner_email: email
-            .map(|email| cipher.encrypt(&email, bind("owner_email")))
-            .transpose()
-            .map_err(ApiError::internal)?,
-        duplicated_template_id: fields.duplicated_template_id.clone(),
-        access_token: cipher
-            .encrypt(access_token.expose(), bind("access_token"))
-            .map_err(ApiError::internal)?,
-        refresh_token: refresh_token
-            .map(|token| cipher.encrypt(token.expose(), bind("refresh_token")))
-            .transpose()
-            .map_err(ApiError::internal)?,
-        key_id: cipher.primary_key_id().to_owned(),
-    };
-    Ok(sealed)
-}
-
-fn random_token() -> Result<String, ApiError> {
-    let bytes: [u8; 32] = random_bytes().map_err(ApiError::internal)?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// SameSite=Lax: the callback is a top-level navigation from Notion, which Strict would strip.

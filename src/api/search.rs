@@ -7,8 +7,6 @@ use poem_openapi::{
     payload::Json,
 };
 use serde::Serialize;
-use serde_json::json;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{ApiTags, connections::not_found, payload::SerdeJson, problem};
@@ -17,11 +15,13 @@ use crate::{
     error::{ApiError, Problem},
     notion::{
         client::NotionError,
-        search::{self, Icon as RawIcon, Item, ObjectKind},
-        tokens::{self, TokenError},
+        connections::SearchError,
+        search::{
+            Direction, Icon as RawIcon, Item, ObjectFilter, ObjectKind, ObjectType, SearchPage,
+            SearchRequest, Sort,
+        },
     },
     state::AppState,
-    store::connections,
 };
 
 const DEFAULT_PAGE_SIZE: u32 = 20;
@@ -194,108 +194,69 @@ impl SearchApi {
                 .problem(),
             )));
         }
-        let Some(row) = connections::find_for_user(&state.db, auth.0.user.id, id.0).await? else {
-            return Ok(SearchResponse::NotFound(not_found()));
+        let request = SearchRequest {
+            query: query.0.filter(|q| !q.is_empty()),
+            filter: filter.0.map(SearchFilter::notion),
+            sort: sort.0.map(SearchSort::notion),
+            start_cursor: cursor.0,
+            page_size: page_size.0.unwrap_or(DEFAULT_PAGE_SIZE),
         };
-        if row.status == connections::NEEDS_REAUTH {
-            return Ok(needs_reauth());
+        match state
+            .connections
+            .search(auth.0.user.id, id.0, &request)
+            .await
+        {
+            Ok(page) => Ok(SearchResponse::Results(SerdeJson(page.into()))),
+            Err(error) => failure(error),
         }
-
-        let mut body = json!({ "page_size": page_size.0.unwrap_or(DEFAULT_PAGE_SIZE) });
-        if let Some(query) = query.0.filter(|q| !q.is_empty()) {
-            body["query"] = json!(query);
-        }
-        if let Some(filter) = filter.0 {
-            let value = match filter {
-                SearchFilter::Page => "page",
-                SearchFilter::DataSource => "data_source",
-            };
-            body["filter"] = json!({ "property": "object", "value": value });
-        }
-        if let Some(sort) = sort.0 {
-            let direction = match sort {
-                SearchSort::Descending => "descending",
-                SearchSort::Ascending => "ascending",
-            };
-            body["sort"] = json!({ "direction": direction, "timestamp": "last_edited_time" });
-        }
-        if let Some(cursor) = cursor.0 {
-            body["start_cursor"] = json!(cursor);
-        }
-
-        let token = tokens::access_token(&state, &row).map_err(ApiError::internal)?;
-        let mut outcome = state.notion_api.search(row.id, token.expose(), &body).await;
-        if matches!(outcome, Err(NotionError::Unauthorized)) {
-            let fresh = match tokens::refresh(&state, row.id, &token).await {
-                Ok(fresh) => fresh,
-                Err(TokenError::NeedsReauth) => return Ok(needs_reauth()),
-                Err(TokenError::Timeout) => return Ok(timeout()),
-                Err(TokenError::Unavailable(reason)) => {
-                    tracing::warn!(connection_id = %row.id, %reason, "refreshing failed");
-                    return Ok(notion_error());
-                }
-                Err(TokenError::Internal(reason)) => return Err(ApiError::internal(reason)),
-            };
-            outcome = state.notion_api.search(row.id, fresh.expose(), &body).await;
-            if matches!(outcome, Err(NotionError::Unauthorized)) {
-                connections::mark_needs_reauth(&state.db, row.id).await?;
-                return Ok(needs_reauth());
-            }
-        }
-        let raw = match outcome {
-            Ok(raw) => raw,
-            Err(error) => return Ok(map_failure(row.id, error)),
-        };
-        let (items, next_cursor, has_more) = match search::parse(&raw) {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                tracing::warn!(connection_id = %row.id, error = %e, "unreadable search response");
-                return Ok(notion_error());
-            }
-        };
-        // One-minute resolution is plenty, and spares a write on most searches.
-        let stale = row
-            .last_used_at
-            .is_none_or(|used| OffsetDateTime::now_utc() - used > time::Duration::minutes(1));
-        if stale {
-            connections::touch_last_used(&state.db, row.id).await?;
-        }
-        Ok(SearchResponse::Results(SerdeJson(SearchResults {
-            results: items.into_iter().map(SearchResult::from).collect(),
-            next_cursor,
-            has_more,
-        })))
     }
 }
 
-fn needs_reauth() -> SearchResponse {
-    SearchResponse::NeedsReauth(problem(
-        StatusCode::CONFLICT,
-        "connection_needs_reauth",
-        "Notion no longer accepts this connection; connect the workspace again.",
-    ))
+impl SearchFilter {
+    fn notion(self) -> ObjectFilter {
+        ObjectFilter::only(match self {
+            Self::Page => ObjectType::Page,
+            Self::DataSource => ObjectType::DataSource,
+        })
+    }
 }
 
-fn notion_error() -> SearchResponse {
-    SearchResponse::NotionError(problem(
-        StatusCode::BAD_GATEWAY,
-        "notion_error",
-        "Notion failed to answer the search; try again later.",
-    ))
+impl SearchSort {
+    fn notion(self) -> Sort {
+        Sort::by_last_edited(match self {
+            Self::Descending => Direction::Descending,
+            Self::Ascending => Direction::Ascending,
+        })
+    }
 }
 
-fn timeout() -> SearchResponse {
-    SearchResponse::NotionTimeout(problem(
-        StatusCode::GATEWAY_TIMEOUT,
-        "notion_timeout",
-        "Notion did not answer in time; try again later.",
-    ))
+impl From<SearchPage> for SearchResults {
+    fn from(page: SearchPage) -> Self {
+        Self {
+            results: page.items.into_iter().map(SearchResult::from).collect(),
+            next_cursor: page.next_cursor,
+            has_more: page.has_more,
+        }
+    }
 }
 
-fn map_failure(connection_id: Uuid, error: NotionError) -> SearchResponse {
-    tracing::warn!(%connection_id, error = %error, "Notion search failed");
-    match error {
-        NotionError::RateLimited { retry_after } => {
+/// The answer for each way a search can fail; the service has logged Notion's failures.
+fn failure(error: SearchError) -> Result<SearchResponse, ApiError> {
+    let notion_error = || {
+        SearchResponse::NotionError(problem(
+            StatusCode::BAD_GATEWAY,
+            "notion_error",
+            "Notion failed to answer the search; try again later.",
+        ))
+    };
+    Ok(match error {
+        SearchError::NotFound => SearchResponse::NotFound(not_found()),
+        SearchError::NeedsReauth => SearchResponse::NeedsReauth(problem(
+            StatusCode::CONFLICT,
+            "connection_needs_reauth",
+            "Notion no longer accepts this connection; connect the workspace again.",
+        )),
+        SearchError::Notion(NotionError::RateLimited { retry_after }) => {
             let seconds = retry_after
                 .map_or(1, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
                 .max(1);
@@ -308,11 +269,16 @@ fn map_failure(connection_id: Uuid, error: NotionError) -> SearchResponse {
                 seconds,
             )
         }
-        NotionError::Timeout => timeout(),
-        NotionError::Unauthorized | NotionError::Status { .. } | NotionError::Unusable(_) => {
+        SearchError::Notion(NotionError::Timeout) => SearchResponse::NotionTimeout(problem(
+            StatusCode::GATEWAY_TIMEOUT,
+            "notion_timeout",
+            "Notion did not answer in time; try again later.",
+        )),
+        SearchError::Notion(_) | SearchError::Refresh(_) | SearchError::Unreadable(_) => {
             notion_error()
         }
-    }
+        SearchError::Failed(cause) => return Err(cause.into()),
+    })
 }
 
 #[cfg(test)]

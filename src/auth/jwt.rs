@@ -42,8 +42,8 @@ pub struct Claims {
 pub enum TokenError {
     #[error("the access token is invalid")]
     Invalid,
-    #[error("cannot sign an access token: {0}")]
-    Signing(String),
+    #[error("cannot sign an access token")]
+    Signing(#[source] jsonwebtoken::errors::Error),
 }
 
 /// Signs and verifies access tokens with `JWT_SECRET`.
@@ -92,8 +92,7 @@ impl JwtKeys {
         };
         let mut header = Header::new(Algorithm::HS256);
         header.typ = Some(ACCESS_TOKEN_TYPE.to_owned());
-        jsonwebtoken::encode(&header, &claims, &self.encoding)
-            .map_err(|e| TokenError::Signing(e.to_string()))
+        jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(TokenError::Signing)
     }
 
     /// The claims of a valid token: right algorithm, signature, type, issuer, audience and

@@ -1,16 +1,22 @@
 //! Accounts and authentication: usernames, passwords, access tokens, refresh tokens, throttling,
 //! and the bearer security schemes that hand handlers the current user.
 
+pub mod backoff;
 pub mod jwt;
 pub mod password;
-pub mod throttle;
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use poem::Request;
 use poem_openapi::{SecurityScheme, auth::Bearer};
 use sha2::{Digest, Sha256};
 
-use crate::{entity::user, error::ApiError, secret::Secret, state::AppState, store};
+use crate::{
+    crypto::{hex, random_token},
+    entity::user,
+    error::ApiError,
+    secret::Secret,
+    state::AppState,
+    store,
+};
 
 /// A username: 3 to 32 characters from `A-Z a-z 0-9 . _ -`, starting with a letter or digit.
 /// Unique regardless of case; the case typed at registration is kept for display.
@@ -53,9 +59,8 @@ pub fn username_key(raw: &str) -> String {
 pub struct RefreshToken(Secret<String>);
 
 impl RefreshToken {
-    pub fn generate() -> Result<Self, ApiError> {
-        let bytes: [u8; 32] = crate::crypto::random_bytes().map_err(ApiError::internal)?;
-        Ok(Self(Secret::new(URL_SAFE_NO_PAD.encode(bytes))))
+    pub fn generate() -> Result<Self, getrandom::Error> {
+        random_token::<32>().map(|token| Self(Secret::new(token)))
     }
 
     pub fn expose(&self) -> &str {
@@ -70,10 +75,7 @@ impl RefreshToken {
 /// SHA-256, hex: tokens are random and long, so a fast hash is enough to make a leaked table
 /// useless.
 pub fn hash_token(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(token.as_bytes()))
 }
 
 /// The authenticated caller, with the session family of its access token.

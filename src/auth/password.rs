@@ -73,8 +73,12 @@ impl Password {
 pub enum HashError {
     #[error("every password hashing slot is busy")]
     Busy,
-    #[error("password hashing failed: {0}")]
-    Failed(String),
+    #[error("password hashing failed")]
+    Failed(#[source] argon2::password_hash::Error),
+    #[error("no randomness for the stand-in hash")]
+    Random(#[source] getrandom::Error),
+    #[error("the password hashing task failed")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 pub enum Verification {
@@ -98,8 +102,7 @@ pub struct PasswordHasher {
 impl PasswordHasher {
     /// `slots` hashes run at once; a request waits at most `wait` for one.
     pub fn new(slots: usize, wait: Duration) -> Result<Self, HashError> {
-        let random: [u8; 16] =
-            crate::crypto::random_bytes().map_err(|e| HashError::Failed(e.to_string()))?;
+        let random: [u8; 16] = crate::crypto::random_bytes().map_err(HashError::Random)?;
         let dummy = hash_blocking(&format!("{random:?}"))?;
         Ok(Self {
             slots: Arc::new(Semaphore::new(slots.max(1))),
@@ -148,7 +151,7 @@ impl PasswordHasher {
             work()
         })
         .await
-        .map_err(|e| HashError::Failed(e.to_string()))?
+        .map_err(HashError::Task)?
     }
 }
 
@@ -162,17 +165,17 @@ fn hash_blocking(password: &str) -> Result<String, HashError> {
     argon2()
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
-        .map_err(|e| HashError::Failed(e.to_string()))
+        .map_err(HashError::Failed)
 }
 
 fn verify_blocking(password: &str, stored: &str) -> Result<Verification, HashError> {
-    let parsed = PasswordHash::new(stored).map_err(|e| HashError::Failed(e.to_string()))?;
+    let parsed = PasswordHash::new(stored).map_err(HashError::Failed)?;
     match argon2().verify_password(password.as_bytes(), &parsed) {
         Ok(()) => Ok(Verification::Match {
             needs_rehash: is_weaker_than_current(&parsed),
         }),
         Err(argon2::password_hash::Error::Password) => Ok(Verification::Mismatch),
-        Err(e) => Err(HashError::Failed(e.to_string())),
+        Err(e) => Err(HashError::Failed(e)),
     }
 }
 

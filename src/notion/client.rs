@@ -12,8 +12,8 @@ use poem::http::StatusCode;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::NotionEndpoints;
-use crate::auth::throttle::RateLimiter;
+use super::{NotionEndpoints, search::SearchRequest};
+use crate::rate_limit::RateLimiter;
 
 /// The largest response body accepted from Notion.
 pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
@@ -41,9 +41,11 @@ pub enum NotionError {
         code: Option<String>,
         request_id: Option<String>,
     },
-    /// Not a usable response: unreachable, too large, or not the JSON expected.
-    #[error("Notion's answer was unusable: {0}")]
-    Unusable(String),
+    /// Notion could not be reached, or the answer broke off.
+    #[error("Notion could not be reached")]
+    Unreachable(#[source] reqwest::Error),
+    #[error("Notion's answer is larger than {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge,
 }
 
 #[derive(Deserialize)]
@@ -79,7 +81,7 @@ impl NotionClient {
         &self,
         connection: Uuid,
         token: &str,
-        body: &serde_json::Value,
+        body: &SearchRequest,
     ) -> Result<Vec<u8>, NotionError> {
         self.post_with_retries(connection, "/search", token, body)
             .await
@@ -90,7 +92,7 @@ impl NotionClient {
         connection: Uuid,
         path: &str,
         token: &str,
-        body: &serde_json::Value,
+        body: &impl serde::Serialize,
     ) -> Result<Vec<u8>, NotionError> {
         let deadline = Instant::now() + self.deadline;
         let url = self.endpoints.url(path);
@@ -111,8 +113,7 @@ impl NotionClient {
                 Err(_) => return Err(NotionError::Timeout),
                 Ok(Err(e)) if e.is_timeout() => return Err(NotionError::Timeout),
                 Ok(Err(e)) => {
-                    let error =
-                        NotionError::Unusable(format!("request failed: {}", e.without_url()));
+                    let error = NotionError::Unreachable(e.without_url());
                     self.pause_before_retry(attempt, backoff(attempt), deadline, error)
                         .await?;
                     continue;
@@ -230,7 +231,7 @@ async fn read_capped(
         .content_length()
         .is_some_and(|length| length > MAX_RESPONSE_BYTES as u64)
     {
-        return Err(NotionError::Unusable("response too large".into()));
+        return Err(NotionError::TooLarge);
     }
     let mut body = Vec::new();
     loop {
@@ -238,19 +239,14 @@ async fn read_capped(
         let chunk = match tokio::time::timeout(remaining, response.chunk()).await {
             Err(_) => return Err(NotionError::Timeout),
             Ok(Err(e)) if e.is_timeout() => return Err(NotionError::Timeout),
-            Ok(Err(e)) => {
-                return Err(NotionError::Unusable(format!(
-                    "reading failed: {}",
-                    e.without_url()
-                )));
-            }
+            Ok(Err(e)) => return Err(NotionError::Unreachable(e.without_url())),
             Ok(Ok(chunk)) => chunk,
         };
         let Some(chunk) = chunk else {
             return Ok(body);
         };
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(NotionError::Unusable("response too large".into()));
+            return Err(NotionError::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }

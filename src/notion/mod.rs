@@ -1,6 +1,7 @@
 //! Talking to Notion (or to the built-in sandbox, which answers the same way).
 
 pub mod client;
+pub mod connections;
 pub mod oauth;
 pub mod search;
 pub mod tokens;

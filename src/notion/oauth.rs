@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::NotionEndpoints;
-use crate::secret::Secret;
+use crate::{error::BoxError, secret::Secret};
 
 /// The fields Notion adds to its token response.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -119,12 +119,21 @@ pub struct Grant {
 /// Why an exchange failed, in the terms the callback reports to the browser.
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
-    /// Notion refused the code (`invalid_grant` and the like).
-    #[error("Notion refused the authorization code: {0}")]
+    /// Notion refused the code or refresh token (`invalid_grant` and the like).
+    #[error("Notion refused the grant ({0})")]
     Refused(String),
     /// Notion could not be reached or did not answer usefully (timeout, 5xx, HTML page).
-    #[error("Notion is unavailable: {0}")]
-    Unavailable(String),
+    #[error("Notion's token endpoint is unavailable")]
+    Unavailable(#[source] BoxError),
+}
+
+/// Why a revocation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    #[error("the revoke request failed")]
+    Request(#[source] reqwest::Error),
+    #[error("the revoke endpoint answered {0}")]
+    Status(u16),
 }
 
 /// Codes that mean "try again later" rather than "this code is bad".
@@ -220,7 +229,7 @@ impl NotionOAuth {
 
     /// Asks Notion to revoke a token. Errors are reported for logging; callers do not wait on
     /// revocation succeeding.
-    pub async fn revoke(&self, token: &Secret<String>) -> Result<(), String> {
+    pub async fn revoke(&self, token: &Secret<String>) -> Result<(), RevokeError> {
         let response = self
             .http
             .post(self.endpoints.url("/oauth/revoke"))
@@ -232,29 +241,28 @@ impl NotionOAuth {
             .json(&serde_json::json!({ "token": token.expose() }))
             .send()
             .await
-            .map_err(|e| format!("revoke request failed: {}", e.without_url()))?;
+            .map_err(|e| RevokeError::Request(e.without_url()))?;
         if response.status().is_success() {
             Ok(())
         } else {
-            Err(format!("revoke answered {}", response.status()))
+            Err(RevokeError::Status(response.status().as_u16()))
         }
     }
 }
 
-fn classify<E: std::error::Error>(err: RequestTokenError<E, NotionTokenError>) -> ExchangeError {
+fn classify<E>(err: RequestTokenError<E, NotionTokenError>) -> ExchangeError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     match err {
         RequestTokenError::ServerResponse(error) if TRANSIENT_CODES.contains(&error.code()) => {
-            ExchangeError::Unavailable(format!("token endpoint answered {}", error.code()))
+            ExchangeError::Unavailable(format!("it answered {}", error.code()).into())
         }
         RequestTokenError::ServerResponse(error) => ExchangeError::Refused(error.code().to_owned()),
-        RequestTokenError::Request(e) => {
-            ExchangeError::Unavailable(format!("token request failed: {e}"))
-        }
+        RequestTokenError::Request(e) => ExchangeError::Unavailable(Box::new(e)),
         // The body is not a token or error document, e.g. an HTML page from a proxy. It is not
-        // logged: it could echo the request.
-        RequestTokenError::Parse(e, _) => {
-            ExchangeError::Unavailable(format!("unreadable token response ({e})"))
-        }
-        RequestTokenError::Other(e) => ExchangeError::Unavailable(e),
+        // kept: it could echo the request.
+        RequestTokenError::Parse(e, _) => ExchangeError::Unavailable(Box::new(e)),
+        RequestTokenError::Other(e) => ExchangeError::Unavailable(e.into()),
     }
 }

@@ -9,11 +9,84 @@
 use std::{borrow::Cow, fmt, marker::PhantomData};
 
 use serde::{
-    Deserialize, Deserializer,
+    Deserialize, Deserializer, Serialize,
     de::{IgnoredAny, MapAccess, SeqAccess, Visitor},
 };
 
 pub const UNTITLED: &str = "Untitled";
+
+/// The body of `POST /search`. Absent values are left out entirely: Notion rejects a `null`
+/// `start_cursor`.
+#[derive(Serialize, Debug, Default, Clone, PartialEq, Eq)]
+pub struct SearchRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<ObjectFilter>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sort: Option<Sort>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_cursor: Option<String>,
+    pub page_size: u32,
+}
+
+/// `{"property": "object", "value": ...}`: only pages, or only data sources.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectFilter {
+    property: FilterProperty,
+    value: ObjectType,
+}
+
+impl ObjectFilter {
+    pub fn only(value: ObjectType) -> Self {
+        Self {
+            property: FilterProperty::Object,
+            value,
+        }
+    }
+}
+
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum FilterProperty {
+    Object,
+}
+
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectType {
+    Page,
+    DataSource,
+}
+
+/// `{"direction": ..., "timestamp": "last_edited_time"}`: the only sort Notion's search has.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sort {
+    direction: Direction,
+    timestamp: Timestamp,
+}
+
+impl Sort {
+    pub fn by_last_edited(direction: Direction) -> Self {
+        Self {
+            direction,
+            timestamp: Timestamp::LastEditedTime,
+        }
+    }
+}
+
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Ascending,
+    Descending,
+}
+
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Timestamp {
+    LastEditedTime,
+}
 
 #[derive(Deserialize)]
 pub struct RawPage<'a> {
@@ -256,21 +329,60 @@ fn join(text: &[RichText<'_>]) -> String {
     text.iter().map(|t| t.plain_text.as_ref()).collect()
 }
 
+/// One page of simplified results.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SearchPage {
+    pub items: Vec<Item>,
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
 /// Parses a search response body into simplified results.
-pub fn parse(body: &[u8]) -> Result<(Vec<Item>, Option<String>, bool), serde_json::Error> {
+pub fn parse(body: &[u8]) -> Result<SearchPage, serde_json::Error> {
     let page: RawPage<'_> = serde_json::from_slice(body)?;
-    let next_cursor = page.next_cursor.map(Cow::into_owned);
-    let items = page
-        .results
-        .into_iter()
-        .filter_map(RawResult::simplify)
-        .collect();
-    Ok((items, next_cursor, page.has_more))
+    Ok(SearchPage {
+        next_cursor: page.next_cursor.map(Cow::into_owned),
+        items: page
+            .results
+            .into_iter()
+            .filter_map(RawResult::simplify)
+            .collect(),
+        has_more: page.has_more,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_are_written_in_notions_shape() {
+        let everything = SearchRequest {
+            query: Some("road".into()),
+            filter: Some(ObjectFilter::only(ObjectType::DataSource)),
+            sort: Some(Sort::by_last_edited(Direction::Ascending)),
+            start_cursor: Some("c1".into()),
+            page_size: 20,
+        };
+        assert_eq!(
+            serde_json::to_value(&everything).unwrap(),
+            serde_json::json!({
+                "query": "road",
+                "filter": { "property": "object", "value": "data_source" },
+                "sort": { "direction": "ascending", "timestamp": "last_edited_time" },
+                "start_cursor": "c1",
+                "page_size": 20,
+            })
+        );
+        let bare = SearchRequest {
+            page_size: 100,
+            ..SearchRequest::default()
+        };
+        assert_eq!(
+            serde_json::to_string(&bare).unwrap(),
+            r#"{"page_size":100}"#
+        );
+    }
 
     #[test]
     fn titles_come_from_the_right_place() {
@@ -289,7 +401,11 @@ mod tests {
             {"object":"database","id":"db1","title":[]},
             {"object":"block","id":"b1"}
         ]}"#;
-        let (items, cursor, more) = parse(body).unwrap();
+        let SearchPage {
+            items,
+            next_cursor: cursor,
+            has_more: more,
+        } = parse(body).unwrap();
         assert_eq!((cursor.as_deref(), more), (Some("abc"), true));
         let titles: Vec<&str> = items.iter().map(|i| i.title.as_str()).collect();
         assert_eq!(
@@ -321,7 +437,11 @@ mod tests {
                 "Task":{"type":"title","id":"title","title":[{"plain_text":"Ship "},{"plain_text":"it"}]},
                 "After":{"type":"title","title":[{"plain_text":"a second title is ignored"}]}}}
         ]}"#;
-        let (items, cursor, more) = parse(body).unwrap();
+        let SearchPage {
+            items,
+            next_cursor: cursor,
+            has_more: more,
+        } = parse(body).unwrap();
         assert_eq!((cursor, more), (None, false));
         assert_eq!(items[0].title, "Ship it");
     }

@@ -88,8 +88,8 @@ impl Sandbox {
 
 /// A random token with a recognisable prefix, like Notion's `secret_...` and `nrt_...`.
 fn random_token(prefix: &str) -> Option<String> {
-    let bytes: [u8; 24] = crate::crypto::random_bytes().ok()?;
-    Some(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes)))
+    let token = crate::crypto::random_token::<24>().ok()?;
+    Some(format!("{prefix}{token}"))
 }
 
 fn no_randomness() -> Response {

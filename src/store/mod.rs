@@ -16,8 +16,8 @@ pub enum StoreError {
     /// A row with the same unique key exists already.
     #[error("a conflicting row exists")]
     Conflict,
-    #[error("database: {0}")]
-    Db(DbErr),
+    #[error("database error")]
+    Db(#[source] DbErr),
 }
 
 impl From<DbErr> for StoreError {
@@ -37,6 +37,6 @@ impl From<StoreError> for ApiError {
 
 impl From<DbErr> for ApiError {
     fn from(err: DbErr) -> Self {
-        ApiError::internal(format!("database: {err}"))
+        StoreError::Db(err).into()
     }
 }

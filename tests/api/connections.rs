@@ -1,5 +1,5 @@
 use notion_connect::{
-    crypto::{Binding, KeyRing, TokenCipher},
+    crypto::{Binding, KeyRing, SealedField, TokenCipher},
     entity::notion_connection,
 };
 use poem::http::StatusCode;
@@ -108,16 +108,15 @@ async fn tokens_and_emails_are_never_stored_in_clear(backend: Backend) {
         .unwrap()
         .unwrap();
     let cipher = TokenCipher::new(KeyRing::parse(TEST_KEYS).unwrap());
-    let bind = |column| Binding {
-        user_id: row.user_id,
-        bot_id: &row.bot_id,
-        column,
-    };
+    let bind = |field| Binding::new(row.user_id, &row.bot_id, field);
     let access = cipher
-        .decrypt(&row.access_token, bind("access_token"))
+        .decrypt(&row.access_token, bind(SealedField::AccessToken))
         .unwrap();
     let refresh = cipher
-        .decrypt(row.refresh_token.as_deref().unwrap(), bind("refresh_token"))
+        .decrypt(
+            row.refresh_token.as_deref().unwrap(),
+            bind(SealedField::RefreshToken),
+        )
         .unwrap();
     assert!(access.expose().starts_with("secret_sbx_"));
     assert!(refresh.expose().starts_with("nrt_sbx_"));
@@ -169,20 +168,12 @@ async fn a_ciphertext_moved_to_another_row_does_not_decrypt(backend: Backend) {
     let cipher = TokenCipher::new(KeyRing::parse(TEST_KEYS).unwrap());
     let moved = cipher.decrypt(
         &victim.access_token,
-        Binding {
-            user_id: attacker.user_id,
-            bot_id: &attacker.bot_id,
-            column: "access_token",
-        },
+        Binding::new(attacker.user_id, &attacker.bot_id, SealedField::AccessToken),
     );
     assert!(moved.is_err());
     let other_column = cipher.decrypt(
         &victim.access_token,
-        Binding {
-            user_id: victim.user_id,
-            bot_id: &victim.bot_id,
-            column: "refresh_token",
-        },
+        Binding::new(victim.user_id, &victim.bot_id, SealedField::RefreshToken),
     );
     assert!(other_column.is_err());
 }

@@ -1,8 +1,10 @@
 use base64::{Engine, engine::general_purpose::STANDARD};
+use std::sync::Arc;
+
 use notion_connect::{
-    crypto::{Binding, KeyRing, TokenCipher},
+    crypto::{Binding, KeyRing, SealedField, TokenCipher},
     entity::notion_connection,
-    rotation::rotate_keys,
+    notion::connections::ConnectionStore,
 };
 use sea_orm::{EntityTrait, QueryOrder};
 
@@ -29,11 +31,7 @@ async fn open_all(
         .unwrap();
     rows.iter()
         .map(|row| {
-            let bind = |column| Binding {
-                user_id: row.user_id,
-                bot_id: &row.bot_id,
-                column,
-            };
+            let bind = |field| Binding::new(row.user_id, &row.bot_id, field);
             let open = |sealed: &str, column| {
                 cipher
                     .decrypt(sealed, bind(column))
@@ -42,11 +40,13 @@ async fn open_all(
                     .clone()
             };
             (
-                open(&row.access_token, "access_token"),
+                open(&row.access_token, SealedField::AccessToken),
                 row.refresh_token
                     .as_deref()
-                    .map(|s| open(s, "refresh_token")),
-                row.owner_email.as_deref().map(|s| open(s, "owner_email")),
+                    .map(|s| open(s, SealedField::RefreshToken)),
+                row.owner_email
+                    .as_deref()
+                    .map(|s| open(s, SealedField::OwnerEmail)),
             )
         })
         .collect()
@@ -65,12 +65,10 @@ async fn rotation_interrupted_half_way_and_restarted_keeps_every_token_readable(
     let original = TokenCipher::new(KeyRing::parse(TEST_KEYS).unwrap());
     let before = open_all(&app, &original).await;
 
-    let rotating = TokenCipher::new(KeyRing::parse(&new_ring()).unwrap());
+    let rotating = Arc::new(TokenCipher::new(KeyRing::parse(&new_ring()).unwrap()));
+    let store = ConnectionStore::new(app.db.clone(), rotating.clone());
     // Stopped after one batch of one row, as if the process had been killed.
-    assert_eq!(
-        rotate_keys(&app.db, &rotating, 1, Some(1)).await.unwrap(),
-        1
-    );
+    assert_eq!(store.reseal_with_primary_key(1, Some(1)).await.unwrap(), 1);
     let rows = notion_connection::Entity::find()
         .all(&app.db)
         .await
@@ -79,8 +77,8 @@ async fn rotation_interrupted_half_way_and_restarted_keeps_every_token_readable(
     // Mixed rows still open with the full ring.
     assert_eq!(open_all(&app, &rotating).await, before);
 
-    assert_eq!(rotate_keys(&app.db, &rotating, 1, None).await.unwrap(), 2);
-    assert_eq!(rotate_keys(&app.db, &rotating, 1, None).await.unwrap(), 0);
+    assert_eq!(store.reseal_with_primary_key(1, None).await.unwrap(), 2);
+    assert_eq!(store.reseal_with_primary_key(1, None).await.unwrap(), 0);
 
     let only_new =
         TokenCipher::new(KeyRing::parse(&format!("new:{}", STANDARD.encode([42u8; 32]))).unwrap());

@@ -1,5 +1,5 @@
-//! Slowing down password guessing: a per-client-IP limit on login and registration, the
-//! growing delay after consecutive failed logins of one account, and client IP resolution.
+//! Token-bucket rate limiting per key: for logins and registrations per client address, and for
+//! calls to Notion per connection.
 
 use std::{
     collections::HashMap,
@@ -8,22 +8,6 @@ use std::{
     sync::Mutex,
     time::{Duration, Instant},
 };
-
-/// Consecutive failures allowed before delays start.
-pub const FREE_FAILURES: i32 = 5;
-/// The longest delay. It caps how long an attacker can keep an account's owner out: a minute
-/// after the guessing stops, the owner can log in again.
-pub const MAX_DELAY: Duration = Duration::from_secs(60);
-
-/// How long the account must wait after its latest failure before the next attempt: nothing for
-/// the first [`FREE_FAILURES`], then 1 s, 2 s, 4 s, ... up to [`MAX_DELAY`].
-pub fn delay_after(failures: i32) -> Duration {
-    if failures < FREE_FAILURES {
-        return Duration::ZERO;
-    }
-    let exponent = (failures - FREE_FAILURES).min(16) as u32;
-    Duration::from_secs(1u64 << exponent).min(MAX_DELAY)
-}
 
 /// A token bucket per key: `capacity` requests at once, refilled at `per_second`.
 pub struct RateLimiter<K> {
@@ -134,94 +118,9 @@ fn bucket_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Proxies whose `X-Forwarded-For` is believed, as addresses or CIDR blocks.
-#[derive(Clone, Debug, Default)]
-pub struct TrustedProxies(Vec<(IpAddr, u8)>);
-
-impl TrustedProxies {
-    /// Parses `10.0.0.1, 10.1.0.0/16, ::1`.
-    pub fn parse(raw: &str) -> Result<Self, String> {
-        raw.split(',')
-            .map(str::trim)
-            .filter(|entry| !entry.is_empty())
-            .map(|entry| {
-                let (addr, prefix) = entry.split_once('/').unwrap_or((entry, ""));
-                let addr: IpAddr = addr
-                    .parse()
-                    .map_err(|_| format!("'{entry}' is not an IP address or CIDR block"))?;
-                let max = if addr.is_ipv4() { 32 } else { 128 };
-                let prefix = if prefix.is_empty() {
-                    max
-                } else {
-                    prefix
-                        .parse::<u8>()
-                        .ok()
-                        .filter(|p| *p <= max)
-                        .ok_or_else(|| format!("'{entry}' has an invalid prefix length"))?
-                };
-                Ok((addr, prefix))
-            })
-            .collect::<Result<_, _>>()
-            .map(Self)
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        self.0
-            .iter()
-            .any(|(net, prefix)| in_block(ip, *net, *prefix))
-    }
-
-    /// The client's address: the peer itself, unless the peer is a trusted proxy, in which
-    /// case the nearest address in `X-Forwarded-For` that is not a trusted proxy.
-    pub fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
-        if !self.contains(peer) {
-            return peer;
-        }
-        let Some(header) = forwarded_for else {
-            return peer;
-        };
-        let mut client = peer;
-        for hop in header.rsplit(',').map(str::trim) {
-            match hop.parse::<IpAddr>() {
-                Ok(ip) => {
-                    client = ip;
-                    if !self.contains(ip) {
-                        break;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        client
-    }
-}
-
-fn in_block(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(ip), IpAddr::V4(net)) => {
-            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            u32::from(ip) & mask == u32::from(net) & mask
-        }
-        (IpAddr::V6(ip), IpAddr::V6(net)) => {
-            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-            u128::from(ip) & mask == u128::from(net) & mask
-        }
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn delays_grow_and_stop_growing() {
-        assert_eq!(delay_after(0), Duration::ZERO);
-        assert_eq!(delay_after(4), Duration::ZERO);
-        assert_eq!(delay_after(5), Duration::from_secs(1));
-        assert_eq!(delay_after(7), Duration::from_secs(4));
-        assert_eq!(delay_after(1000), MAX_DELAY);
-    }
 
     #[test]
     fn the_bucket_empties_and_says_when_to_return() {
@@ -268,24 +167,5 @@ mod tests {
         limiter.check_at(0, later).unwrap();
         assert_eq!(limiter.tracked(), 2);
         assert!(limiter.check_at(MAX_TRACKED + 1, later).is_err());
-    }
-
-    #[test]
-    fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let proxies = TrustedProxies::parse("10.0.0.0/8, ::1").unwrap();
-        let client: IpAddr = "203.0.113.9".parse().unwrap();
-        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
-        let stranger: IpAddr = "198.51.100.7".parse().unwrap();
-
-        assert_eq!(proxies.client_ip(stranger, Some("203.0.113.9")), stranger);
-        assert_eq!(proxies.client_ip(proxy, Some("203.0.113.9")), client);
-        assert_eq!(
-            proxies.client_ip(proxy, Some("1.1.1.1, 203.0.113.9, 10.0.0.5")),
-            client
-        );
-        assert_eq!(proxies.client_ip(proxy, None), proxy);
-        assert_eq!(proxies.client_ip(proxy, Some("garbage")), proxy);
-        assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
-        assert!(TrustedProxies::parse("proxy.local").is_err());
     }
 }

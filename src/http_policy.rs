@@ -1,0 +1,280 @@
+//! HTTP policy: what every request may be and what every response carries. Bodies are limited
+//! in size, panics become opaque 500s, errors become problem documents, and every response gets
+//! the security headers and a Content-Security-Policy: the strictest one for API data, the web
+//! app's own, and one for the interactive docs that admits exactly their inline scripts.
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use poem::{
+    Endpoint, EndpointExt, IntoResponse, Request, Response, Result,
+    endpoint::make_sync,
+    error::ResponseError,
+    http::{HeaderMap, HeaderValue, header},
+    middleware::{CatchPanic, Cors},
+    web::Html,
+};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use crate::{config::Settings, error::ApiError, telemetry};
+
+/// Largest accepted request body. Every request body of this API is a small JSON document.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Everything that is not the web app or the docs is data, never a document to render.
+const API_CSP: &str =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// The policy the app runs under: its own scripts, styles and images only, plus https images
+/// (workspace and page icons come from Notion's and other hosts). No inline script or style.
+pub const WEB_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' https: data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+    form-action 'self'; frame-ancestors 'none'";
+
+/// What every request passes through, outermost last: the body limit, panic recovery, CORS,
+/// security headers (which also render errors as problem+json) and the request log.
+pub fn apply<E: Endpoint + 'static>(
+    endpoint: E,
+    settings: &Settings,
+) -> impl Endpoint<Output = Response> + use<E> {
+    let cors = Cors::new()
+        .allow_origins(settings.cors_allowed_origins.iter().map(String::as_str))
+        .allow_credentials(true)
+        .max_age(600);
+    let hsts = settings.public_url.scheme() == "https";
+    endpoint
+        .around(limit_body)
+        // The panic hook has logged the panic itself; the client only learns that it failed.
+        .with(
+            CatchPanic::new()
+                .with_handler(|_| ApiError::internal("a request handler panicked").as_response()),
+        )
+        .with_if(!settings.cors_allowed_origins.is_empty(), cors)
+        .around(move |next, req| security_headers(next, req, hsts))
+        .around(telemetry::log_request)
+}
+
+/// Rejects bodies over [`BODY_LIMIT`]: at once when `Content-Length` says so, otherwise while
+/// reading (chunked bodies are buffered up to the limit). Requests without a body pass untouched.
+async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> Result<Response> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > BODY_LIMIT as u64 => {
+            return Err(ApiError::PayloadTooLarge { limit: BODY_LIMIT }.into());
+        }
+        // The server enforces a declared length, so such a body cannot grow past it.
+        Some(_) => {}
+        None => {
+            let mut buffer = Vec::new();
+            req.take_body()
+                .into_async_read()
+                .take(BODY_LIMIT as u64 + 1)
+                .read_to_end(&mut buffer)
+                .await
+                .map_err(|_| ApiError::BadRequest {
+                    code: "malformed_body",
+                    detail: "The request body could not be read.".to_owned(),
+                })?;
+            if buffer.len() > BODY_LIMIT {
+                return Err(ApiError::PayloadTooLarge { limit: BODY_LIMIT }.into());
+            }
+            req.set_body(buffer);
+        }
+    }
+    next.call(req).await.map(IntoResponse::into_response)
+}
+
+/// Headers every response carries. Endpoints that need another content policy or caching rule
+/// (the web app, the docs) set their own, which are kept.
+async fn security_headers<E: Endpoint>(next: E, req: Request, hsts: bool) -> Result<Response> {
+    let mut response = match next.call(req).await {
+        Ok(response) => response.into_response(),
+        Err(err) => crate::error::render_error(err).await,
+    };
+    let headers = response.headers_mut();
+    set_default(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set_default(headers, header::REFERRER_POLICY, "no-referrer");
+    set_default(headers, header::X_FRAME_OPTIONS, "DENY");
+    set_default(headers, header::CONTENT_SECURITY_POLICY, API_CSP);
+    set_default(headers, header::CACHE_CONTROL, "no-store");
+    set_default(
+        headers,
+        header::HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    if hsts {
+        set_default(
+            headers,
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=63072000",
+        );
+    }
+    Ok(response)
+}
+
+fn set_default(headers: &mut HeaderMap, name: header::HeaderName, value: &'static str) {
+    headers
+        .entry(name)
+        .or_insert_with(|| HeaderValue::from_static(value));
+}
+
+/// Serves the interactive docs. Their page carries inline scripts, so instead of weakening the
+/// policy with `'unsafe-inline'` the policy allows exactly those scripts by hash.
+pub fn docs_endpoint(html: String) -> impl Endpoint<Output = Response> {
+    let script_hashes: Vec<String> = inline_scripts(&html)
+        .into_iter()
+        .map(|script| format!("'sha256-{}'", STANDARD.encode(Sha256::digest(script))))
+        .collect();
+    let csp = format!(
+        "default-src 'none'; script-src {}; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        script_hashes.join(" ")
+    );
+    let csp = HeaderValue::from_str(&csp).expect("hashes are header-safe");
+    make_sync(move |_| {
+        let mut response = Html(html.clone()).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, csp.clone());
+        response
+    })
+}
+
+/// The bodies of the `<script>` elements of a page, exactly as the browser hashes them. As in
+/// HTML, a script ends at the first `</script>`, whatever its text contains.
+fn inline_scripts(html: &str) -> Vec<&str> {
+    let mut scripts = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("<script") {
+        let Some(open_end) = rest[start..].find('>') else {
+            break;
+        };
+        let body = &rest[start + open_end + 1..];
+        let Some(end) = body.find("</script>") else {
+            break;
+        };
+        scripts.push(&body[..end]);
+        rest = &body[end + "</script>".len()..];
+    }
+    scripts
+}
+
+#[cfg(test)]
+mod tests {
+    use poem::{Route, get, handler, test::TestClient};
+    use poem_openapi::{Object, OpenApi, OpenApiService, param::Query, payload::Json};
+
+    use super::*;
+
+    #[test]
+    fn finds_inline_script_bodies() {
+        let html = "<head><script charset=\"UTF-8\">a('<script')</script></head>\
+                    <script>\nb()\n</script>";
+        assert_eq!(inline_scripts(html), ["a('<script')", "\nb()\n"]);
+    }
+
+    #[derive(Object)]
+    struct Greeting {
+        name: String,
+    }
+
+    struct Probe;
+
+    #[OpenApi]
+    impl Probe {
+        #[oai(path = "/greet", method = "post")]
+        async fn greet(&self, body: Json<Greeting>) -> Json<String> {
+            Json(body.0.name)
+        }
+
+        #[oai(path = "/count", method = "get")]
+        async fn count(&self, n: Query<u8>) -> Json<u8> {
+            Json(n.0)
+        }
+    }
+
+    #[handler]
+    fn explode() -> &'static str {
+        panic!("handler bug")
+    }
+
+    /// The production middleware around a probe API that can fail in every way poem can.
+    fn probe_client() -> TestClient<impl Endpoint> {
+        let settings = crate::config::Settings::from_source(|name| {
+            match name {
+                "JWT_SECRET" => Some("MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="),
+                "TOKEN_ENCRYPTION_KEYS" => Some("k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+                _ => None,
+            }
+            .map(str::to_owned)
+        })
+        .unwrap();
+        let routes = Route::new()
+            .nest("/api", OpenApiService::new(Probe, "probe", "1"))
+            .at("/panic", get(explode));
+        TestClient::new(apply(routes, &settings))
+    }
+
+    async fn problem_of(response: poem::test::TestResponse) -> (u16, serde_json::Value) {
+        let status = response.0.status().as_u16();
+        assert_eq!(response.0.content_type(), Some(crate::error::PROBLEM_JSON));
+        let body = response.0.into_body().into_string().await.unwrap();
+        (status, serde_json::from_str(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_panic_becomes_an_opaque_500_problem() {
+        let client = probe_client();
+        let (status, problem) = problem_of(client.get("/panic").send().await).await;
+        assert_eq!(status, 500);
+        assert_eq!(problem["code"], "internal_error");
+        assert!(!problem.to_string().contains("handler bug"));
+    }
+
+    #[tokio::test]
+    async fn unparsable_json_is_a_400_problem() {
+        let client = probe_client();
+        let response = client
+            .post("/api/greet")
+            .content_type("application/json")
+            .body("{\"name\": ")
+            .send()
+            .await;
+        let (status, problem) = problem_of(response).await;
+        assert_eq!(status, 400);
+        assert_eq!(problem["code"], "malformed_body");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_content_type_is_a_415_problem() {
+        let client = probe_client();
+        let response = client
+            .post("/api/greet")
+            .content_type("text/plain")
+            .body("name")
+            .send()
+            .await;
+        let (status, problem) = problem_of(response).await;
+        assert_eq!(status, 415);
+        assert_eq!(problem["code"], "unsupported_media_type");
+    }
+
+    #[tokio::test]
+    async fn an_unparsable_query_parameter_is_a_422_problem() {
+        let client = probe_client();
+        for query in ["/api/count?n=many", "/api/count?n=300", "/api/count"] {
+            let (status, problem) = problem_of(client.get(query).send().await).await;
+            assert_eq!(status, 422, "{query}");
+            assert_eq!(problem["code"], "invalid_parameter", "{query}");
+        }
+        client
+            .get("/api/count?n=7")
+            .send()
+            .await
+            .assert_status_is_ok();
+    }
+}

@@ -1,0 +1,418 @@
+//! Everything about a stored Notion connection, in one place: sealing a grant into a row,
+//! showing a row to its owner, searching with a token that is refreshed when Notion stops
+//! accepting it, disconnecting, and re-sealing for key rotation.
+//!
+//! [`ConnectionStore`] is the stored half (the database and the token cipher); [`Connections`]
+//! adds the calls to Notion. Request handlers and the `rotate-keys` command only translate their
+//! outcomes.
+
+use std::{sync::Arc, time::Duration};
+
+use sea_orm::{DatabaseConnection, TransactionTrait};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{
+    client::{NotionClient, NotionError},
+    oauth::{ExchangeError, Grant, NotionOAuth, Owner},
+    search::{self, SearchPage, SearchRequest},
+    tokens::RefreshLocks,
+};
+use crate::{
+    crypto::{Binding, CryptoError, SealedField, TokenCipher},
+    secret::Secret,
+    store::{
+        StoreError,
+        connections::{self, Connection, SealedConnection},
+        oauth_states,
+    },
+};
+
+/// A failure of the service itself (never the caller's or Notion's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("database")]
+    Store(#[from] StoreError),
+    #[error("the {field} of connection {id} does not open")]
+    Unreadable {
+        id: Uuid,
+        field: SealedField,
+        #[source]
+        source: CryptoError,
+    },
+    #[error("sealing the {field} of a connection")]
+    Sealing {
+        field: SealedField,
+        #[source]
+        source: CryptoError,
+    },
+    #[error("writing the owner of a connection")]
+    Owner(#[source] serde_json::Error),
+}
+
+/// Why a search gave no results.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("no such connection")]
+    NotFound,
+    #[error("Notion no longer accepts the connection")]
+    NeedsReauth,
+    #[error("searching Notion")]
+    Notion(#[source] NotionError),
+    #[error("refreshing the access token")]
+    Refresh(#[source] ExchangeError),
+    #[error("reading Notion's search results")]
+    Unreadable(#[source] serde_json::Error),
+    #[error(transparent)]
+    Failed(#[from] ConnectionError),
+}
+
+impl From<StoreError> for SearchError {
+    fn from(err: StoreError) -> Self {
+        Self::Failed(err.into())
+    }
+}
+
+/// A connection as its owner may see it: the row, and the owner with the e-mail unsealed.
+pub struct OwnedConnection {
+    pub row: Connection,
+    pub owner: Owner,
+}
+
+/// How an authorization ended once Notion granted it.
+pub enum Completed {
+    Stored(Uuid),
+    /// The flow's state went away with its user meanwhile: nobody to store the connection for.
+    UserGone,
+}
+
+/// The stored half: rows and the cipher that seals their secrets.
+#[derive(Clone)]
+pub struct ConnectionStore {
+    db: DatabaseConnection,
+    cipher: Arc<TokenCipher>,
+}
+
+impl ConnectionStore {
+    pub fn new(db: DatabaseConnection, cipher: Arc<TokenCipher>) -> Self {
+        Self { db, cipher }
+    }
+
+    fn seal(
+        &self,
+        row: &Connection,
+        field: SealedField,
+        plain: &str,
+    ) -> Result<String, ConnectionError> {
+        self.cipher
+            .encrypt(plain, Binding::new(row.user_id, &row.bot_id, field))
+            .map_err(|source| ConnectionError::Sealing { field, source })
+    }
+
+    fn open(
+        &self,
+        row: &Connection,
+        field: SealedField,
+        sealed: &str,
+    ) -> Result<Secret<String>, ConnectionError> {
+        self.cipher
+            .decrypt(sealed, Binding::new(row.user_id, &row.bot_id, field))
+            .map_err(|source| ConnectionError::Unreadable {
+                id: row.id,
+                field,
+                source,
+            })
+    }
+
+    pub(crate) fn access_token(&self, row: &Connection) -> Result<Secret<String>, ConnectionError> {
+        self.open(row, SealedField::AccessToken, &row.access_token)
+    }
+
+    pub(crate) fn refresh_token(
+        &self,
+        row: &Connection,
+    ) -> Result<Option<Secret<String>>, ConnectionError> {
+        row.refresh_token
+            .as_deref()
+            .map(|sealed| self.open(row, SealedField::RefreshToken, sealed))
+            .transpose()
+    }
+
+    fn owned(&self, row: Connection) -> Result<OwnedConnection, ConnectionError> {
+        let mut owner: Owner = serde_json::from_str(&row.owner).unwrap_or_default();
+        if let Some(sealed) = row.owner_email.as_deref() {
+            let email = self.open(&row, SealedField::OwnerEmail, sealed)?;
+            let user = owner.user.get_or_insert_with(Default::default);
+            user.person.get_or_insert_with(Default::default).email = Some(email.expose().clone());
+        }
+        Ok(OwnedConnection { row, owner })
+    }
+
+    /// The user's connections, oldest first.
+    pub async fn list(&self, user_id: Uuid) -> Result<Vec<OwnedConnection>, ConnectionError> {
+        connections::list_for_user(&self.db, user_id)
+            .await?
+            .into_iter()
+            .map(|row| self.owned(row))
+            .collect()
+    }
+
+    /// One of the user's connections; another user's is `None`, like a missing one.
+    pub async fn get(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<OwnedConnection>, ConnectionError> {
+        connections::find_for_user(&self.db, user_id, id)
+            .await?
+            .map(|row| self.owned(row))
+            .transpose()
+    }
+
+    /// Ends the claimed OAuth flow `state_id` and stores what Notion granted, in one
+    /// transaction: both happen or neither does. Authorizing the same bot again updates its row.
+    pub async fn complete_authorization(
+        &self,
+        state_id: Uuid,
+        user_id: Uuid,
+        grant: Grant,
+    ) -> Result<Completed, ConnectionError> {
+        let sealed = self.seal_grant(user_id, grant)?;
+        let txn = self.db.begin().await.map_err(StoreError::from)?;
+        if !oauth_states::finish(&txn, state_id).await? {
+            return Ok(Completed::UserGone);
+        }
+        let stored = connections::upsert(&txn, sealed).await?;
+        txn.commit().await.map_err(StoreError::from)?;
+        Ok(Completed::Stored(stored.id))
+    }
+
+    fn seal_grant(&self, user_id: Uuid, grant: Grant) -> Result<SealedConnection, ConnectionError> {
+        let Grant {
+            access_token,
+            refresh_token,
+            fields,
+        } = grant;
+        let seal = |field, plain: &str| {
+            self.cipher
+                .encrypt(plain, Binding::new(user_id, &fields.bot_id, field))
+                .map_err(|source| ConnectionError::Sealing { field, source })
+        };
+        // The e-mail is sealed in its own column; the rest of the owner is stored as it came.
+        let mut owner = fields.owner.clone().unwrap_or_default();
+        let email = owner
+            .user
+            .as_mut()
+            .and_then(|user| user.person.as_mut())
+            .and_then(|person| person.email.take());
+        Ok(SealedConnection {
+            user_id,
+            bot_id: fields.bot_id.clone(),
+            workspace_id: fields.workspace_id.clone(),
+            workspace_name: fields.workspace_name.clone(),
+            workspace_icon: fields.workspace_icon.clone(),
+            owner: serde_json::to_string(&owner).map_err(ConnectionError::Owner)?,
+            owner_email: email
+                .map(|email| seal(SealedField::OwnerEmail, &email))
+                .transpose()?,
+            duplicated_template_id: fields.duplicated_template_id.clone(),
+            access_token: seal(SealedField::AccessToken, access_token.expose())?,
+            refresh_token: refresh_token
+                .map(|token| seal(SealedField::RefreshToken, token.expose()))
+                .transpose()?,
+            key_id: self.cipher.primary_key_id().to_owned(),
+        })
+    }
+
+    /// Stores a refreshed token pair (keeping the old refresh token when Notion sent none) and
+    /// releases the refresh lease.
+    pub(crate) async fn store_refreshed(
+        &self,
+        row: &Connection,
+        access: &Secret<String>,
+        refresh: &Secret<String>,
+    ) -> Result<(), ConnectionError> {
+        let access = self.seal(row, SealedField::AccessToken, access.expose())?;
+        let refresh = self.seal(row, SealedField::RefreshToken, refresh.expose())?;
+        connections::store_refreshed(
+            &self.db,
+            row.id,
+            access,
+            Some(refresh),
+            self.cipher.primary_key_id(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Re-encrypts, `batch` rows at a time, every connection not sealed with the first key of the
+    /// ring; stops after `max_batches` batches when given. Returns how many rows were rewritten.
+    ///
+    /// Each row is rewritten by one conditional UPDATE, so the job can be stopped at any moment
+    /// and run again: rows already sealed with the first key are skipped, and a row that changed
+    /// meanwhile (a re-authorization seals with the first key anyway) is left as it is.
+    pub async fn reseal_with_primary_key(
+        &self,
+        batch: u64,
+        max_batches: Option<u64>,
+    ) -> Result<u64, ConnectionError> {
+        let primary = self.cipher.primary_key_id().to_owned();
+        let mut rewritten = 0;
+        let mut batches = 0;
+        while max_batches.is_none_or(|max| batches < max) {
+            let rows = connections::sealed_with_other_keys(&self.db, &primary, batch).await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let reseal = |field, sealed: &str| {
+                    let plain = self.open(row, field, sealed)?;
+                    self.seal(row, field, plain.expose())
+                };
+                let access_token = reseal(SealedField::AccessToken, &row.access_token)?;
+                let refresh_token = row
+                    .refresh_token
+                    .as_deref()
+                    .map(|sealed| reseal(SealedField::RefreshToken, sealed))
+                    .transpose()?;
+                let owner_email = row
+                    .owner_email
+                    .as_deref()
+                    .map(|sealed| reseal(SealedField::OwnerEmail, sealed))
+                    .transpose()?;
+                let sealed = connections::reseal(
+                    &self.db,
+                    row,
+                    access_token,
+                    refresh_token,
+                    owner_email,
+                    &primary,
+                );
+                if sealed.await? {
+                    rewritten += 1;
+                }
+            }
+            batches += 1;
+        }
+        Ok(rewritten)
+    }
+}
+
+/// The service: stored connections, and Notion's API and OAuth endpoints to use them with.
+pub struct Connections {
+    store: ConnectionStore,
+    oauth: Arc<NotionOAuth>,
+    api: NotionClient,
+    refresh_locks: RefreshLocks,
+    /// How long a refresh may wait for another instance's (`NOTION_TIMEOUT`).
+    refresh_wait: Duration,
+}
+
+impl Connections {
+    pub fn new(
+        store: ConnectionStore,
+        oauth: Arc<NotionOAuth>,
+        api: NotionClient,
+        refresh_wait: Duration,
+    ) -> Self {
+        Self {
+            store,
+            oauth,
+            api,
+            refresh_locks: RefreshLocks::default(),
+            refresh_wait,
+        }
+    }
+
+    pub fn store(&self) -> &ConnectionStore {
+        &self.store
+    }
+
+    pub(crate) fn oauth(&self) -> &NotionOAuth {
+        &self.oauth
+    }
+
+    pub(crate) fn refresh_locks(&self) -> &RefreshLocks {
+        &self.refresh_locks
+    }
+
+    pub(crate) fn refresh_wait(&self) -> Duration {
+        self.refresh_wait
+    }
+
+    /// Searches one of the user's connections. A token Notion no longer accepts is refreshed
+    /// once (one refresh per connection at a time, see [`super::tokens`]) and the search
+    /// repeated; a connection that cannot be refreshed is marked `needs_reauth`.
+    pub async fn search(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+        request: &SearchRequest,
+    ) -> Result<SearchPage, SearchError> {
+        let row = connections::find_for_user(self.store.db(), user_id, id)
+            .await?
+            .ok_or(SearchError::NotFound)?;
+        if row.status == connections::NEEDS_REAUTH {
+            return Err(SearchError::NeedsReauth);
+        }
+        let token = self.store.access_token(&row)?;
+        let mut outcome = self.api.search(row.id, token.expose(), request).await;
+        if matches!(outcome, Err(NotionError::Unauthorized)) {
+            let fresh = self.fresh_token(row.id, &token).await?;
+            outcome = self.api.search(row.id, fresh.expose(), request).await;
+            if matches!(outcome, Err(NotionError::Unauthorized)) {
+                connections::mark_needs_reauth(self.store.db(), row.id).await?;
+                return Err(SearchError::NeedsReauth);
+            }
+        }
+        let raw = outcome.map_err(|e| {
+            tracing::warn!(connection_id = %row.id, error = %e, "Notion search failed");
+            SearchError::Notion(e)
+        })?;
+        let page = search::parse(&raw).map_err(|e| {
+            tracing::warn!(connection_id = %row.id, error = %e, "unreadable search response");
+            SearchError::Unreadable(e)
+        })?;
+        // One-minute resolution is plenty, and spares a write on most searches.
+        let stale = row
+            .last_used_at
+            .is_none_or(|used| OffsetDateTime::now_utc() - used > time::Duration::minutes(1));
+        if stale {
+            connections::touch_last_used(self.store.db(), row.id).await?;
+        }
+        Ok(page)
+    }
+
+    /// Deletes one of the user's connections and asks Notion to revoke its token, in the
+    /// background: the connection is gone whatever Notion answers. False when there was none.
+    pub async fn disconnect(&self, user_id: Uuid, id: Uuid) -> Result<bool, ConnectionError> {
+        let Some(row) = connections::find_for_user(self.store.db(), user_id, id).await? else {
+            return Ok(false);
+        };
+        let token = self.store.access_token(&row);
+        if !connections::delete(self.store.db(), row.id).await? {
+            return Ok(false);
+        }
+        match token {
+            Ok(token) => {
+                let oauth = self.oauth.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = oauth.revoke(&token).await {
+                        tracing::warn!(connection_id = %row.id, error = %e, "revoking a Notion token failed");
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(
+                connection_id = %row.id,
+                error = %crate::error::Chain(&e),
+                "a deleted connection's token could not be opened for revocation"
+            ),
+        }
+        tracing::info!(connection_id = %row.id, "Notion connection deleted");
+        Ok(true)
+    }
+}
