@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use poem::Request;
 
 /// The client address of a request: its peer, or what a trusted proxy forwarded.
-pub fn of_request(req: &Request, proxies: &TrustedProxies) -> IpAddr {
+pub(crate) fn of_request(req: &Request, proxies: &TrustedProxies) -> IpAddr {
     let peer = req
         .remote_addr()
         .as_socket_addr()
@@ -24,7 +24,7 @@ pub struct TrustedProxies(Vec<(IpAddr, u8)>);
 
 impl TrustedProxies {
     /// Parses `10.0.0.1, 10.1.0.0/16, ::1`.
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub(crate) fn parse(raw: &str) -> Result<Self, String> {
         raw.split(',')
             .map(str::trim)
             .filter(|entry| !entry.is_empty())
@@ -49,7 +49,7 @@ impl TrustedProxies {
             .map(Self)
     }
 
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         self.0
             .iter()
             .any(|(net, prefix)| in_block(ip, *net, *prefix))
@@ -57,7 +57,7 @@ impl TrustedProxies {
 
     /// The client's address: the peer itself, unless the peer is a trusted proxy, in which
     /// case the nearest address in `X-Forwarded-For` that is not a trusted proxy.
-    pub fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+    pub(crate) fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
         if !self.contains(peer) {
             return peer;
         }

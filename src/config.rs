@@ -20,7 +20,7 @@ use url::Url;
 use crate::{client_ip::TrustedProxies, crypto::KeyRing, secret::Secret};
 
 /// Shortest accepted `JWT_SECRET`, in bytes (HS256 wants at least the hash size).
-pub const MIN_JWT_SECRET_LEN: usize = 32;
+pub(crate) const MIN_JWT_SECRET_LEN: usize = 32;
 /// The oldest Notion API version that returns data sources from search.
 const OLDEST_NOTION_VERSION: &str = "2025-09-03";
 const DEFAULT_NOTION_VERSION: &str = "2026-03-11";
@@ -376,12 +376,8 @@ impl Settings {
         })
     }
 
-    pub fn is_production(&self) -> bool {
-        self.env == AppEnv::Production
-    }
-
     /// True when the built-in Notion stand-in replaces Notion.
-    pub fn sandbox_enabled(&self) -> bool {
+    pub(crate) fn sandbox_enabled(&self) -> bool {
         self.notion.credentials.is_none()
     }
 }
@@ -617,7 +613,7 @@ fn load_or_generate(
 }
 
 /// Creates `dir` (and parents) readable by the owner only, when it does not exist yet.
-pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     if dir.as_os_str().is_empty() || dir.exists() {
         return Ok(());
     }
@@ -724,7 +720,7 @@ mod tests {
     #[test]
     fn production_accepts_a_complete_configuration() {
         let s = settings(&production(&[])).unwrap();
-        assert!(s.is_production());
+        assert_eq!(s.env, AppEnv::Production);
         assert!(!s.allow_registration);
         assert_eq!(s.log_format, LogFormat::Json);
         assert!(!s.sandbox_enabled());

@@ -28,16 +28,16 @@ const ENVELOPE_VERSION: u8 = 1;
 const NONCE_LEN: usize = 24;
 
 /// Length of an XChaCha20-Poly1305 key.
-pub const KEY_LEN: usize = 32;
+pub(crate) const KEY_LEN: usize = 32;
 const MAX_KEY_ID_LEN: usize = 32;
 
 /// A key identifier: 1 to 32 characters from `A-Z a-z 0-9 _ -`. It is stored next to every
 /// ciphertext, so it must stay short and must never change for a given key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct KeyId(String);
+pub(crate) struct KeyId(String);
 
 impl KeyId {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub(crate) fn parse(raw: &str) -> Result<Self, String> {
         let valid_chars = raw
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
@@ -49,7 +49,7 @@ impl KeyId {
         Ok(Self(raw.to_owned()))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -95,7 +95,7 @@ impl KeyRing {
     }
 
     /// A ring holding one freshly generated key.
-    pub fn generate() -> Result<Self, getrandom::Error> {
+    pub(crate) fn generate() -> Result<Self, getrandom::Error> {
         let key = random_bytes::<KEY_LEN>()?;
         let id = hex(&random_bytes::<4>()?);
         let kid = KeyId::parse(&format!("k{id}")).expect("hex digits make a valid key id");
@@ -105,25 +105,25 @@ impl KeyRing {
     }
 
     /// The key that encrypts new ciphertexts.
-    pub fn primary(&self) -> (&KeyId, &[u8; KEY_LEN]) {
+    pub(crate) fn primary(&self) -> (&KeyId, &[u8; KEY_LEN]) {
         let (kid, key) = &self.keys[0];
         (kid, key.expose())
     }
 
     /// The key with this id, if the ring holds it.
-    pub fn get(&self, kid: &str) -> Option<&[u8; KEY_LEN]> {
+    pub(crate) fn get(&self, kid: &str) -> Option<&[u8; KEY_LEN]> {
         self.keys
             .iter()
             .find(|(id, _)| id.as_str() == kid)
             .map(|(_, key)| key.expose())
     }
 
-    pub fn key_ids(&self) -> impl Iterator<Item = &KeyId> {
+    pub(crate) fn key_ids(&self) -> impl Iterator<Item = &KeyId> {
         self.keys.iter().map(|(kid, _)| kid)
     }
 
     /// The ring in its configuration form, for storing a generated development ring.
-    pub fn to_config_string(&self) -> Secret<String> {
+    pub(crate) fn to_config_string(&self) -> Secret<String> {
         let entries: Vec<String> = self
             .keys
             .iter()
@@ -153,7 +153,7 @@ pub enum SealedField {
 impl SealedField {
     /// The column that holds it. Part of the associated data: changing it makes every stored
     /// ciphertext unreadable.
-    pub fn column(self) -> &'static str {
+    pub(crate) fn column(self) -> &'static str {
         match self {
             Self::AccessToken => "access_token",
             Self::RefreshToken => "refresh_token",
@@ -225,7 +225,11 @@ impl TokenCipher {
         self.ring.primary().0.as_str()
     }
 
-    pub fn encrypt(&self, plaintext: &str, binding: Binding<'_>) -> Result<String, CryptoError> {
+    pub(crate) fn encrypt(
+        &self,
+        plaintext: &str,
+        binding: Binding<'_>,
+    ) -> Result<String, CryptoError> {
         let (kid, key) = self.ring.primary();
         let nonce = random_bytes::<NONCE_LEN>().map_err(CryptoError::Random)?;
         let aad = binding.associated_data();
@@ -299,19 +303,19 @@ fn split_envelope(envelope: &[u8]) -> Result<(&str, &[u8], &[u8]), CryptoError> 
 }
 
 /// Fills a buffer from the operating system's random number generator.
-pub fn random_bytes<const N: usize>() -> Result<[u8; N], getrandom::Error> {
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], getrandom::Error> {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes)?;
     Ok(bytes)
 }
 
 /// `N` random bytes as URL-safe base64 without padding: for tokens handed to browsers and peers.
-pub fn random_token<const N: usize>() -> Result<String, getrandom::Error> {
+pub(crate) fn random_token<const N: usize>() -> Result<String, getrandom::Error> {
     Ok(URL_SAFE_NO_PAD.encode(random_bytes::<N>()?))
 }
 
 /// Lower-case hexadecimal.
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes
         .iter()

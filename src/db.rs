@@ -17,7 +17,7 @@ use crate::{config::create_private_dir, secret::Secret};
 /// How long a query may wait for the SQLite write lock.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The readiness probe answers within this time whatever the database does.
-pub const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Opens the connection pool. For SQLite the database file's directory is created when missing.
 pub async fn connect(url: &Secret<String>) -> Result<DatabaseConnection, DbErr> {
@@ -59,7 +59,10 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 /// On SQLite the pool's connections keep working on a file that has been deleted or whose
 /// volume went away (they hold it open), so the probe also opens the file afresh, without
 /// creating it: a service writing to a vanished database must not report ready.
-pub async fn check_ready(db: &DatabaseConnection, url: &Secret<String>) -> Result<(), DbErr> {
+pub(crate) async fn check_ready(
+    db: &DatabaseConnection,
+    url: &Secret<String>,
+) -> Result<(), DbErr> {
     let probe = async {
         db.execute_unprepared(READINESS_QUERY).await?;
         if sqlite_file(url.expose()).is_some() {

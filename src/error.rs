@@ -22,10 +22,10 @@ use poem_openapi::{
 };
 use serde::Serialize;
 
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Any cause, kept with its own causes for the log.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Shows an error with every cause behind it: `outer: inner: innermost`. For logs only.
 pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
@@ -63,7 +63,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, code: &str, title: &str, detail: Option<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &str, title: &str, detail: Option<String>) -> Self {
         Self {
             type_uri: format!("urn:notion-connect:problem:{code}"),
             title: title.to_owned(),
@@ -73,7 +73,7 @@ impl Problem {
         }
     }
 
-    pub fn into_response(self) -> Response {
+    pub(crate) fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self).unwrap_or_default();
         Response::builder()
@@ -85,7 +85,7 @@ impl Problem {
 
 /// Every failure the API reports outside an operation's own response enum.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// The request could not be read (for example malformed JSON).
     #[error("bad request: {detail}")]
     BadRequest { code: &'static str, detail: String },
@@ -119,15 +119,15 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn internal(cause: impl Into<BoxError>) -> Self {
+    pub(crate) fn internal(cause: impl Into<BoxError>) -> Self {
         Self::Internal(cause.into())
     }
 
-    pub fn unavailable(cause: impl Into<BoxError>) -> Self {
+    pub(crate) fn unavailable(cause: impl Into<BoxError>) -> Self {
         Self::Unavailable(cause.into())
     }
 
-    pub fn problem(&self) -> Problem {
+    pub(crate) fn problem(&self) -> Problem {
         use ApiError::*;
         let (status, code, title, detail) = match self {
             BadRequest { code, detail } => (
@@ -264,7 +264,7 @@ impl ApiResponse for ApiError {
 
 /// Turns any error that reaches the top of the stack into a problem response, logging the cause
 /// of server errors exactly once.
-pub async fn render_error(err: poem::Error) -> Response {
+pub(crate) async fn render_error(err: poem::Error) -> Response {
     let api_error = classify(err);
     if let ApiError::Internal(_) | ApiError::Unavailable(_) = &api_error {
         tracing::error!(error = %Chain(&api_error), "request failed");

@@ -10,15 +10,15 @@ use time::OffsetDateTime;
 use crate::store::{StoreError, login_attempts, oauth_states, sessions};
 
 /// How often the sweep runs.
-pub const INTERVAL: Duration = Duration::from_secs(10 * 60);
+pub(crate) const INTERVAL: Duration = Duration::from_secs(10 * 60);
 
 /// A name's failed-login count is forgotten this long after its latest failure. Far beyond the
 /// longest throttling delay, so forgetting never shortens one that is running.
-pub const FORGET_FAILURES_AFTER: time::Duration = time::Duration::days(1);
+pub(crate) const FORGET_FAILURES_AFTER: time::Duration = time::Duration::days(1);
 
 /// An expired OAuth state is kept this much longer, so that a callback which claimed it just
 /// before it expired can still finish its flow (the callback checks expiry itself).
-pub const KEEP_EXPIRED_STATES: time::Duration = time::Duration::hours(1);
+pub(crate) const KEEP_EXPIRED_STATES: time::Duration = time::Duration::hours(1);
 
 /// How many rows one sweep deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub async fn sweep(db: &DatabaseConnection) -> Result<Swept, StoreError> {
 
 /// Runs [`sweep`] every [`INTERVAL`], the first time one interval after start-up, until the
 /// returned task is aborted.
-pub fn spawn(db: DatabaseConnection) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn(db: DatabaseConnection) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let first = tokio::time::Instant::now() + INTERVAL;
         let mut ticks = tokio::time::interval_at(first, INTERVAL);

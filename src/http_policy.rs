@@ -18,7 +18,7 @@ use tokio::io::AsyncReadExt;
 use crate::{config::Settings, error::ApiError, telemetry};
 
 /// Largest accepted request body. Every request body of this API is a small JSON document.
-pub const BODY_LIMIT: usize = 64 * 1024;
+pub(crate) const BODY_LIMIT: usize = 64 * 1024;
 
 /// Everything that is not the web app or the docs is data, never a document to render.
 const API_CSP: &str =
@@ -26,13 +26,13 @@ const API_CSP: &str =
 
 /// The policy the app runs under: its own scripts, styles and images only, plus https images
 /// (workspace and page icons come from Notion's and other hosts). No inline script or style.
-pub const WEB_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+pub(crate) const WEB_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self' https: data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
     form-action 'self'; frame-ancestors 'none'";
 
 /// What every request passes through, outermost last: the body limit, panic recovery, CORS,
 /// security headers (which also render errors as problem+json) and the request log.
-pub fn apply<E: Endpoint + 'static>(
+pub(crate) fn apply<E: Endpoint + 'static>(
     endpoint: E,
     settings: &Settings,
 ) -> impl Endpoint<Output = Response> + use<E> {
@@ -123,7 +123,7 @@ fn set_default(headers: &mut HeaderMap, name: header::HeaderName, value: &'stati
 
 /// Serves the interactive docs. Their page carries inline scripts, so instead of weakening the
 /// policy with `'unsafe-inline'` the policy allows exactly those scripts by hash.
-pub fn docs_endpoint(html: String) -> impl Endpoint<Output = Response> {
+pub(crate) fn docs_endpoint(html: String) -> impl Endpoint<Output = Response> {
     let script_hashes: Vec<String> = inline_scripts(&html)
         .into_iter()
         .map(|script| format!("'sha256-{}'", STANDARD.encode(Sha256::digest(script))))

@@ -10,7 +10,7 @@ use std::{
 };
 
 /// A token bucket per key: `capacity` requests at once, refilled at `per_second`.
-pub struct RateLimiter<K> {
+pub(crate) struct RateLimiter<K> {
     capacity: f64,
     per_second: f64,
     buckets: Mutex<Buckets<K>>,
@@ -33,13 +33,13 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl<K: Hash + Eq> RateLimiter<K> {
     /// `per_minute` requests a minute, in bursts of as many.
-    pub fn per_minute(per_minute: u32) -> Self {
+    pub(crate) fn per_minute(per_minute: u32) -> Self {
         let capacity = f64::from(per_minute.max(1));
         Self::new(capacity, capacity / 60.0)
     }
 
     /// `per_second` requests a second on average, in bursts of as many.
-    pub fn per_second(per_second: u32) -> Self {
+    pub(crate) fn per_second(per_second: u32) -> Self {
         let rate = f64::from(per_second.max(1));
         Self::new(rate, rate)
     }
@@ -56,7 +56,7 @@ impl<K: Hash + Eq> RateLimiter<K> {
     }
 
     /// Takes one token for `key`, or says how long until one is available.
-    pub fn check(&self, key: K) -> Result<(), Duration> {
+    pub(crate) fn check(&self, key: K) -> Result<(), Duration> {
         self.check_at(key, Instant::now())
     }
 
@@ -97,11 +97,11 @@ impl<K: Hash + Eq> RateLimiter<K> {
 }
 
 /// Limits login and registration per client address.
-pub type IpRateLimiter = RateLimiter<IpAddr>;
+pub(crate) type IpRateLimiter = RateLimiter<IpAddr>;
 
 impl IpRateLimiter {
     /// [`RateLimiter::check`] for the client's address (IPv6 clients by /64).
-    pub fn check_ip(&self, ip: IpAddr) -> Result<(), Duration> {
+    pub(crate) fn check_ip(&self, ip: IpAddr) -> Result<(), Duration> {
         self.check(bucket_key(ip))
     }
 }

@@ -58,7 +58,7 @@ impl Application {
     }
 
     /// Like [`Application::build`], with a database that is already connected and migrated.
-    pub async fn build_with_db(
+    pub(crate) async fn build_with_db(
         settings: Settings,
         db: DatabaseConnection,
     ) -> Result<Self, StartupError> {
@@ -132,7 +132,7 @@ impl Application {
 }
 
 /// The complete HTTP surface with its middleware.
-pub fn routes(state: AppState) -> impl Endpoint<Output = Response> {
+pub(crate) fn routes(state: AppState) -> impl Endpoint<Output = Response> {
     let service = api::openapi_service();
     let docs = http_policy::docs_endpoint(service.swagger_ui_html());
     let web = WebFiles::new(state.settings.web_dir.clone());

@@ -22,18 +22,18 @@ use crate::{
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: DatabaseConnection,
-    pub jwt: Arc<JwtKeys>,
-    pub hasher: PasswordHasher,
+    pub(crate) jwt: Arc<JwtKeys>,
+    pub(crate) hasher: PasswordHasher,
     /// Limits login and registration attempts per client IP.
-    pub auth_limiter: Arc<IpRateLimiter>,
+    pub(crate) auth_limiter: Arc<IpRateLimiter>,
     /// Notion's OAuth endpoints (or the sandbox's).
     pub notion: Arc<NotionOAuth>,
     /// Stored connections, and searching them.
-    pub connections: Arc<Connections>,
+    pub(crate) connections: Arc<Connections>,
 }
 
 impl AppState {
-    pub fn new(
+    pub(crate) fn new(
         settings: Settings,
         db: DatabaseConnection,
         endpoints: NotionEndpoints,

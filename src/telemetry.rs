@@ -13,7 +13,7 @@ use tracing_subscriber::{EnvFilter, fmt};
 
 use crate::config::LogFormat;
 
-pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Installs the global subscriber. `RUST_LOG` refines the default filter.
 pub fn init(format: LogFormat) {
@@ -48,7 +48,7 @@ fn install_panic_hook() {
 /// Wraps every request in a span carrying its id, and logs its outcome and latency. The id is
 /// taken from an incoming `X-Request-Id` when that looks like an id (so a proxy's id is kept),
 /// generated otherwise, and returned in the response.
-pub async fn log_request<E: Endpoint>(next: E, req: Request) -> Result<Response> {
+pub(crate) async fn log_request<E: Endpoint>(next: E, req: Request) -> Result<Response> {
     let id = req
         .headers()
         .get(&REQUEST_ID_HEADER)

@@ -26,7 +26,7 @@ struct Bundle;
 
 /// Where the files come from.
 #[derive(Clone, Debug)]
-pub enum WebFiles {
+pub(crate) enum WebFiles {
     /// The copy compiled into the binary.
     Bundled,
     /// A directory read on every request.
@@ -34,7 +34,7 @@ pub enum WebFiles {
 }
 
 impl WebFiles {
-    pub fn new(dir: Option<PathBuf>) -> Self {
+    pub(crate) fn new(dir: Option<PathBuf>) -> Self {
         dir.map_or(Self::Bundled, Self::Directory)
     }
 

@@ -32,11 +32,11 @@ use crate::{
 };
 
 /// Name of the refresh token cookie.
-pub const REFRESH_COOKIE: &str = "nc_refresh";
+pub(crate) const REFRESH_COOKIE: &str = "nc_refresh";
 /// The cookie is only ever sent to these endpoints.
 const REFRESH_COOKIE_PATH: &str = "/api/v1/auth";
 /// How long a refresh token lives; every refresh starts a new period.
-pub const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+pub(crate) const REFRESH_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// A user account as the API shows it.
 #[derive(Object, Clone, Debug)]

@@ -89,7 +89,7 @@ impl From<OwnedConnection> for Connection {
     }
 }
 
-pub fn status_of(row: &Row) -> ConnectionStatus {
+pub(crate) fn status_of(row: &Row) -> ConnectionStatus {
     if row.status == connections::NEEDS_REAUTH {
         ConnectionStatus::NeedsReauth
     } else {
@@ -138,7 +138,7 @@ pub enum DeleteResponse {
     NotFound(Json<Problem>),
 }
 
-pub fn not_found() -> Json<Problem> {
+pub(crate) fn not_found() -> Json<Problem> {
     Json(ApiError::NotFound.problem())
 }
 

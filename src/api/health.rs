@@ -10,14 +10,14 @@ use crate::{db, error::ApiError, state::AppState};
 
 /// The process is up and serving HTTP.
 #[handler]
-pub async fn healthz() -> Json<Value> {
+pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// The service can do useful work: the database answers. 503 (problem+json) otherwise; the
 /// probe recovers by itself once the database is back, because the pool reconnects.
 #[handler]
-pub async fn readyz(state: Data<&AppState>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn readyz(state: Data<&AppState>) -> Result<Json<Value>, ApiError> {
     db::check_ready(&state.db, &state.settings.database_url)
         .await
         .map_err(ApiError::unavailable)?;

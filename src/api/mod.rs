@@ -35,7 +35,7 @@ pub enum ApiTags {
 }
 
 /// Every documented operation, mounted under `/api/v1`.
-pub type Api = (
+pub(crate) type Api = (
     service::ServiceApi,
     auth::AuthApi,
     auth::AccountApi,
@@ -47,7 +47,7 @@ pub type Api = (
 
 /// The API with its metadata. The committed `openapi/openapi.json` is this spec, printed by
 /// `notion-connect openapi`.
-pub fn openapi_service() -> OpenApiService<Api, ()> {
+pub(crate) fn openapi_service() -> OpenApiService<Api, ()> {
     OpenApiService::new(Api::default(), "notion-connect", env!("CARGO_PKG_VERSION"))
         .description(
             "Connect Notion workspaces through OAuth, keep their tokens encrypted, and search \

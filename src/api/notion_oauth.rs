@@ -146,7 +146,7 @@ pub enum CallbackError {
 }
 
 impl CallbackError {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::AccessDenied => "access_denied",
             Self::InvalidState => "invalid_state",

@@ -3,14 +3,14 @@
 use std::time::Duration;
 
 /// Consecutive failures allowed before delays start.
-pub const FREE_FAILURES: i32 = 5;
+pub(crate) const FREE_FAILURES: i32 = 5;
 /// The longest delay. It caps how long an attacker can keep an account's owner out: a minute
 /// after the guessing stops, the owner can log in again.
-pub const MAX_DELAY: Duration = Duration::from_secs(60);
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(60);
 
 /// How long the account must wait after its latest failure before the next attempt: nothing for
 /// the first [`FREE_FAILURES`], then 1 s, 2 s, 4 s, ... up to [`MAX_DELAY`].
-pub fn delay_after(failures: i32) -> Duration {
+pub(crate) fn delay_after(failures: i32) -> Duration {
     if failures < FREE_FAILURES {
         return Duration::ZERO;
     }

@@ -19,14 +19,14 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// The `typ` header of our access tokens (RFC 9068).
-pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+pub(crate) const ACCESS_TOKEN_TYPE: &str = "at+jwt";
 /// The audience: tokens are for this API and nothing else.
-pub const AUDIENCE: &str = "notion-connect-api";
+pub(crate) const AUDIENCE: &str = "notion-connect-api";
 /// Tolerated clock difference when checking `exp` and `nbf`.
 const LEEWAY_SECONDS: u64 = 10;
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Claims {
+pub(crate) struct Claims {
     pub iss: String,
     pub aud: String,
     /// The user id.
@@ -39,7 +39,7 @@ pub struct Claims {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     #[error("the access token is invalid")]
     Invalid,
     #[error("cannot sign an access token")]
@@ -48,7 +48,7 @@ pub enum TokenError {
 
 /// Signs and verifies access tokens with `JWT_SECRET`.
 #[derive(Clone)]
-pub struct JwtKeys {
+pub(crate) struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -57,7 +57,7 @@ pub struct JwtKeys {
 }
 
 impl JwtKeys {
-    pub fn new(secret: &[u8], issuer: &str, ttl: Duration) -> Self {
+    pub(crate) fn new(secret: &[u8], issuer: &str, ttl: Duration) -> Self {
         install_hs256_provider();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECONDS;
@@ -74,12 +74,12 @@ impl JwtKeys {
         }
     }
 
-    pub fn ttl(&self) -> Duration {
+    pub(crate) fn ttl(&self) -> Duration {
         self.ttl
     }
 
     /// A new access token for `user_id` in session family `sid`.
-    pub fn issue(&self, user_id: Uuid, sid: Uuid) -> Result<String, TokenError> {
+    pub(crate) fn issue(&self, user_id: Uuid, sid: Uuid) -> Result<String, TokenError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let claims = Claims {
             iss: self.issuer.clone(),
@@ -97,7 +97,7 @@ impl JwtKeys {
 
     /// The claims of a valid token: right algorithm, signature, type, issuer, audience and
     /// times. Everything else is [`TokenError::Invalid`], without saying why.
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+    pub(crate) fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| TokenError::Invalid)?;
         if data.header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {

@@ -45,29 +45,29 @@ impl Username {
     }
 
     /// The case-insensitive key the database keeps unique.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         username_key(&self.0)
     }
 }
 
 /// The lookup key for any login name, valid or not.
-pub fn username_key(raw: &str) -> String {
+pub(crate) fn username_key(raw: &str) -> String {
     raw.to_ascii_lowercase()
 }
 
 /// A refresh token: 256 random bits, sent to the browser once and stored only as a hash.
-pub struct RefreshToken(Secret<String>);
+pub(crate) struct RefreshToken(Secret<String>);
 
 impl RefreshToken {
-    pub fn generate() -> Result<Self, getrandom::Error> {
+    pub(crate) fn generate() -> Result<Self, getrandom::Error> {
         random_token::<32>().map(|token| Self(Secret::new(token)))
     }
 
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         self.0.expose()
     }
 
-    pub fn hash(&self) -> String {
+    pub(crate) fn hash(&self) -> String {
         hash_token(self.expose())
     }
 }
@@ -82,7 +82,6 @@ pub fn hash_token(token: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct CurrentUser {
     pub user: user::Model,
-    pub session_family: uuid::Uuid,
 }
 
 /// A JWT access token from `POST /auth/login` or `POST /auth/refresh`.
@@ -117,10 +116,7 @@ async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser
         .await
         .map_err(ApiError::from)?
         .ok_or(ApiError::Unauthorized)?;
-    Ok(CurrentUser {
-        user,
-        session_family: claims.sid,
-    })
+    Ok(CurrentUser { user })
 }
 
 async fn authenticate_admin(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser> {

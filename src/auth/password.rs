@@ -15,8 +15,8 @@ use tokio::sync::Semaphore;
 
 use crate::secret::Secret;
 
-pub const MIN_PASSWORD_CHARS: usize = 8;
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+pub(crate) const MIN_PASSWORD_CHARS: usize = 8;
+pub(crate) const MAX_PASSWORD_BYTES: usize = 1024;
 /// Only this much of a password is scored: longer ones are not "very common", and the
 /// strength estimator's cost grows quickly with length.
 const SCORED_PREFIX_CHARS: usize = 64;
@@ -38,7 +38,7 @@ pub enum PasswordRejected {
 }
 
 impl PasswordRejected {
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::TooShort => "password_too_short",
             Self::TooLong => "password_too_long",
@@ -81,7 +81,7 @@ pub enum HashError {
     Task(#[source] tokio::task::JoinError),
 }
 
-pub enum Verification {
+pub(crate) enum Verification {
     Mismatch,
     /// The password is right. `needs_rehash` when the stored hash uses weaker parameters than
     /// the current ones.
@@ -120,7 +120,7 @@ impl PasswordHasher {
 
     /// Verifies `password` against `stored`, or against a dummy hash when there is no user, so
     /// that an unknown user takes as long as a wrong password.
-    pub async fn verify(
+    pub(crate) async fn verify(
         &self,
         password: &str,
         stored: Option<&str>,

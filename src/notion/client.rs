@@ -16,7 +16,7 @@ use super::{NotionEndpoints, search::SearchRequest};
 use crate::rate_limit::RateLimiter;
 
 /// The largest response body accepted from Notion.
-pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// Attempts per call, the first included (the official SDK makes the same number).
 const MAX_ATTEMPTS: u32 = 3;
 const BASE_BACKOFF: Duration = Duration::from_millis(250);
@@ -24,7 +24,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(4);
 
 /// Why a call to Notion did not produce a usable answer.
 #[derive(Debug, thiserror::Error)]
-pub enum NotionError {
+pub(crate) enum NotionError {
     /// The token is not (or no longer) accepted.
     #[error("Notion refused the token")]
     Unauthorized,
@@ -54,7 +54,7 @@ struct ErrorBody {
     request_id: Option<String>,
 }
 
-pub struct NotionClient {
+pub(crate) struct NotionClient {
     http: reqwest::Client,
     endpoints: NotionEndpoints,
     deadline: Duration,
@@ -62,7 +62,7 @@ pub struct NotionClient {
 }
 
 impl NotionClient {
-    pub fn new(
+    pub(crate) fn new(
         http: reqwest::Client,
         endpoints: NotionEndpoints,
         deadline: Duration,
@@ -77,7 +77,7 @@ impl NotionClient {
     }
 
     /// `POST /search` for `connection`. Returns the raw JSON body, to be parsed in place.
-    pub async fn search(
+    pub(crate) async fn search(
         &self,
         connection: Uuid,
         token: &str,

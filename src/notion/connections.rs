@@ -52,7 +52,7 @@ pub enum ConnectionError {
 
 /// Why a search gave no results.
 #[derive(Debug, thiserror::Error)]
-pub enum SearchError {
+pub(crate) enum SearchError {
     #[error("no such connection")]
     NotFound,
     #[error("Notion no longer accepts the connection")]
@@ -74,13 +74,13 @@ impl From<StoreError> for SearchError {
 }
 
 /// A connection as its owner may see it: the row, and the owner with the e-mail unsealed.
-pub struct OwnedConnection {
+pub(crate) struct OwnedConnection {
     pub row: Connection,
     pub owner: Owner,
 }
 
 /// How an authorization ended once Notion granted it.
-pub enum Completed {
+pub(crate) enum Completed {
     Stored(Uuid),
     /// The flow's state went away with its user meanwhile: nobody to store the connection for.
     UserGone,
@@ -149,7 +149,10 @@ impl ConnectionStore {
     }
 
     /// The user's connections, oldest first.
-    pub async fn list(&self, user_id: Uuid) -> Result<Vec<OwnedConnection>, ConnectionError> {
+    pub(crate) async fn list(
+        &self,
+        user_id: Uuid,
+    ) -> Result<Vec<OwnedConnection>, ConnectionError> {
         connections::list_for_user(&self.db, user_id)
             .await?
             .into_iter()
@@ -158,7 +161,7 @@ impl ConnectionStore {
     }
 
     /// One of the user's connections; another user's is `None`, like a missing one.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         user_id: Uuid,
         id: Uuid,
@@ -171,7 +174,7 @@ impl ConnectionStore {
 
     /// Ends the claimed OAuth flow `state_id` and stores what Notion granted, in one
     /// transaction: both happen or neither does. Authorizing the same bot again updates its row.
-    pub async fn complete_authorization(
+    pub(crate) async fn complete_authorization(
         &self,
         state_id: Uuid,
         user_id: Uuid,
@@ -303,7 +306,7 @@ impl ConnectionStore {
 }
 
 /// The service: stored connections, and Notion's API and OAuth endpoints to use them with.
-pub struct Connections {
+pub(crate) struct Connections {
     store: ConnectionStore,
     oauth: Arc<NotionOAuth>,
     api: NotionClient,
@@ -313,7 +316,7 @@ pub struct Connections {
 }
 
 impl Connections {
-    pub fn new(
+    pub(crate) fn new(
         store: ConnectionStore,
         oauth: Arc<NotionOAuth>,
         api: NotionClient,
@@ -328,7 +331,7 @@ impl Connections {
         }
     }
 
-    pub fn store(&self) -> &ConnectionStore {
+    pub(crate) fn store(&self) -> &ConnectionStore {
         &self.store
     }
 
@@ -347,7 +350,7 @@ impl Connections {
     /// Searches one of the user's connections. A token Notion no longer accepts is refreshed
     /// once (one refresh per connection at a time, see [`super::tokens`]) and the search
     /// repeated; a connection that cannot be refreshed is marked `needs_reauth`.
-    pub async fn search(
+    pub(crate) async fn search(
         &self,
         user_id: Uuid,
         id: Uuid,
@@ -389,7 +392,11 @@ impl Connections {
 
     /// Deletes one of the user's connections and asks Notion to revoke its token, in the
     /// background: the connection is gone whatever Notion answers. False when there was none.
-    pub async fn disconnect(&self, user_id: Uuid, id: Uuid) -> Result<bool, ConnectionError> {
+    pub(crate) async fn disconnect(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+    ) -> Result<bool, ConnectionError> {
         let Some(row) = connections::find_for_user(self.store.db(), user_id, id).await? else {
             return Ok(false);
         };

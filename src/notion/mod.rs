@@ -28,14 +28,14 @@ pub struct NotionEndpoints {
 }
 
 /// The client id the sandbox accepts.
-pub const SANDBOX_CLIENT_ID: &str = "notion-connect-sandbox";
+pub(crate) const SANDBOX_CLIENT_ID: &str = "notion-connect-sandbox";
 /// Where the sandbox is mounted.
-pub const SANDBOX_PATH: &str = "/sandbox/notion/v1";
+pub(crate) const SANDBOX_PATH: &str = "/sandbox/notion/v1";
 
 impl NotionEndpoints {
     /// `sandbox_secret` is the client secret generated for this process when the sandbox stands
     /// in for Notion; `local_addr` is the bound listener.
-    pub fn resolve(
+    pub(crate) fn resolve(
         settings: &Settings,
         local_addr: SocketAddr,
         sandbox_secret: &Secret<String>,
@@ -78,13 +78,13 @@ impl NotionEndpoints {
     }
 
     /// `{api_base}{path}`.
-    pub fn url(&self, path: &str) -> Url {
+    pub(crate) fn url(&self, path: &str) -> Url {
         join(&self.api_base, path)
     }
 }
 
 /// Appends `path` to a base URL that may or may not end with a slash.
-pub fn join(base: &Url, path: &str) -> Url {
+pub(crate) fn join(base: &Url, path: &str) -> Url {
     let mut url = base.clone();
     let joined = format!("{}{}", base.path().trim_end_matches('/'), path);
     url.set_path(&joined);
@@ -93,7 +93,7 @@ pub fn join(base: &Url, path: &str) -> Url {
 
 /// The one HTTP client for every outbound call: bounded connect and request time, no redirects
 /// (a redirect from the token endpoint must never carry our credentials elsewhere).
-pub fn http_client(timeout: Duration) -> reqwest::Client {
+pub(crate) fn http_client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5).min(timeout))
         .timeout(timeout)

@@ -15,7 +15,7 @@ use crate::{error::BoxError, secret::Secret};
 
 /// The fields Notion adds to its token response.
 #[derive(Clone, Debug, Deserialize, Serialize)]
-pub struct NotionTokenFields {
+pub(crate) struct NotionTokenFields {
     /// Always present after a code exchange; a refresh may leave it out.
     #[serde(default)]
     pub bot_id: String,
@@ -35,7 +35,7 @@ impl ExtraTokenFields for NotionTokenFields {}
 
 /// Who authorized: a user (possibly partial) or the whole workspace.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-pub struct Owner {
+pub(crate) struct Owner {
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,7 +43,7 @@ pub struct Owner {
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-pub struct OwnerUser {
+pub(crate) struct OwnerUser {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -55,7 +55,7 @@ pub struct OwnerUser {
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-pub struct Person {
+pub(crate) struct Person {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
 }
@@ -64,7 +64,7 @@ pub struct Person {
 /// API shape (`object: "error"`, `code`, `message`). Both are accepted.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(untagged)]
-pub enum NotionTokenError {
+pub(crate) enum NotionTokenError {
     Rfc6749 {
         error: String,
         #[serde(default)]
@@ -78,7 +78,7 @@ pub enum NotionTokenError {
 }
 
 impl NotionTokenError {
-    pub fn code(&self) -> &str {
+    pub(crate) fn code(&self) -> &str {
         match self {
             Self::Rfc6749 { error, .. } => error,
             Self::Api { code, .. } => code,
@@ -110,7 +110,7 @@ type OAuthClient = oauth2::Client<
 >;
 
 /// A successful code exchange.
-pub struct Grant {
+pub(crate) struct Grant {
     pub access_token: Secret<String>,
     pub refresh_token: Option<Secret<String>>,
     pub fields: NotionTokenFields,
@@ -118,7 +118,7 @@ pub struct Grant {
 
 /// Why an exchange failed, in the terms the callback reports to the browser.
 #[derive(Debug, thiserror::Error)]
-pub enum ExchangeError {
+pub(crate) enum ExchangeError {
     /// Notion refused the code or refresh token (`invalid_grant` and the like).
     #[error("Notion refused the grant ({0})")]
     Refused(String),
@@ -129,7 +129,7 @@ pub enum ExchangeError {
 
 /// Why a revocation failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RevokeError {
+pub(crate) enum RevokeError {
     #[error("the revoke request failed")]
     Request(#[source] reqwest::Error),
     #[error("the revoke endpoint answered {0}")]
@@ -157,7 +157,7 @@ pub struct NotionOAuth {
 }
 
 impl NotionOAuth {
-    pub fn new(endpoints: NotionEndpoints, http: reqwest::Client) -> Self {
+    pub(crate) fn new(endpoints: NotionEndpoints, http: reqwest::Client) -> Self {
         let client = oauth2::Client::new(ClientId::new(endpoints.client_id.clone()))
             .set_client_secret(ClientSecret::new(endpoints.client_secret.expose().clone()))
             .set_auth_uri(AuthUrl::from_url(endpoints.authorize_url.clone()))
@@ -176,7 +176,7 @@ impl NotionOAuth {
 
     /// The consent page URL: `client_id`, `redirect_uri`, `response_type=code`, `owner=user` and
     /// `state`, nothing else (no scope, no PKCE: Notion uses neither).
-    pub fn authorize_url(&self, state: &str) -> Url {
+    pub(crate) fn authorize_url(&self, state: &str) -> Url {
         let state = state.to_owned();
         let (url, _) = self
             .client
@@ -188,7 +188,7 @@ impl NotionOAuth {
 
     /// Exchanges an authorization code, once: this is never retried, because a code works only
     /// once and a retry could only fail or, worse, race the first attempt.
-    pub async fn exchange(&self, code: &str) -> Result<Grant, ExchangeError> {
+    pub(crate) async fn exchange(&self, code: &str) -> Result<Grant, ExchangeError> {
         let response = self
             .client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -211,7 +211,10 @@ impl NotionOAuth {
 
     /// Exchanges a refresh token for a new pair (Notion rotates both). Never retried: the old
     /// refresh token may already be spent.
-    pub async fn refresh(&self, refresh_token: &Secret<String>) -> Result<Grant, ExchangeError> {
+    pub(crate) async fn refresh(
+        &self,
+        refresh_token: &Secret<String>,
+    ) -> Result<Grant, ExchangeError> {
         let response = self
             .client
             .exchange_refresh_token(&oauth2::RefreshToken::new(refresh_token.expose().clone()))
@@ -229,7 +232,7 @@ impl NotionOAuth {
 
     /// Asks Notion to revoke a token. Errors are reported for logging; callers do not wait on
     /// revocation succeeding.
-    pub async fn revoke(&self, token: &Secret<String>) -> Result<(), RevokeError> {
+    pub(crate) async fn revoke(&self, token: &Secret<String>) -> Result<(), RevokeError> {
         let response = self
             .http
             .post(self.endpoints.url("/oauth/revoke"))

@@ -13,12 +13,12 @@ use serde::{
     de::{IgnoredAny, MapAccess, SeqAccess, Visitor},
 };
 
-pub const UNTITLED: &str = "Untitled";
+pub(crate) const UNTITLED: &str = "Untitled";
 
 /// The body of `POST /search`. Absent values are left out entirely: Notion rejects a `null`
 /// `start_cursor`.
 #[derive(Serialize, Debug, Default, Clone, PartialEq, Eq)]
-pub struct SearchRequest {
+pub(crate) struct SearchRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -32,13 +32,13 @@ pub struct SearchRequest {
 
 /// `{"property": "object", "value": ...}`: only pages, or only data sources.
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ObjectFilter {
+pub(crate) struct ObjectFilter {
     property: FilterProperty,
     value: ObjectType,
 }
 
 impl ObjectFilter {
-    pub fn only(value: ObjectType) -> Self {
+    pub(crate) fn only(value: ObjectType) -> Self {
         Self {
             property: FilterProperty::Object,
             value,
@@ -54,20 +54,20 @@ enum FilterProperty {
 
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum ObjectType {
+pub(crate) enum ObjectType {
     Page,
     DataSource,
 }
 
 /// `{"direction": ..., "timestamp": "last_edited_time"}`: the only sort Notion's search has.
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sort {
+pub(crate) struct Sort {
     direction: Direction,
     timestamp: Timestamp,
 }
 
 impl Sort {
-    pub fn by_last_edited(direction: Direction) -> Self {
+    pub(crate) fn by_last_edited(direction: Direction) -> Self {
         Self {
             direction,
             timestamp: Timestamp::LastEditedTime,
@@ -77,7 +77,7 @@ impl Sort {
 
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum Direction {
+pub(crate) enum Direction {
     Ascending,
     Descending,
 }
@@ -89,7 +89,7 @@ enum Timestamp {
 }
 
 #[derive(Deserialize)]
-pub struct RawPage<'a> {
+pub(crate) struct RawPage<'a> {
     #[serde(borrow)]
     pub results: Vec<RawResult<'a>>,
     #[serde(borrow, default)]
@@ -99,7 +99,7 @@ pub struct RawPage<'a> {
 }
 
 #[derive(Deserialize)]
-pub struct RawResult<'a> {
+pub(crate) struct RawResult<'a> {
     #[serde(borrow)]
     pub object: Cow<'a, str>,
     #[serde(borrow)]
@@ -124,7 +124,7 @@ pub struct RawResult<'a> {
 }
 
 #[derive(Deserialize)]
-pub struct RichText<'a> {
+pub(crate) struct RichText<'a> {
     #[serde(borrow, default)]
     pub plain_text: Cow<'a, str>,
 }
@@ -132,7 +132,7 @@ pub struct RichText<'a> {
 /// The text of the one property whose `type` is `title`, read from a `properties` object
 /// without collecting the others. `None` when there is none, or when the title is not a
 /// rich-text array (a data source's schema has `"title": {}` there).
-pub struct PageTitle<'a>(Option<Vec<RichText<'a>>>);
+pub(crate) struct PageTitle<'a>(Option<Vec<RichText<'a>>>);
 
 #[derive(Deserialize)]
 struct RawProperty<'a> {
@@ -229,7 +229,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for TitleValue<'a> {
 }
 
 #[derive(Deserialize)]
-pub struct RawIcon<'a> {
+pub(crate) struct RawIcon<'a> {
     #[serde(rename = "type", borrow, default)]
     pub kind: Cow<'a, str>,
     #[serde(borrow, default)]
@@ -243,14 +243,14 @@ pub struct RawIcon<'a> {
 }
 
 #[derive(Deserialize)]
-pub struct RawFile<'a> {
+pub(crate) struct RawFile<'a> {
     #[serde(borrow, default)]
     pub url: Option<Cow<'a, str>>,
 }
 
 /// The kinds of result we show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ObjectKind {
+pub(crate) enum ObjectKind {
     Page,
     DataSource,
     Database,
@@ -258,14 +258,14 @@ pub enum ObjectKind {
 
 /// A simplified icon.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Icon {
+pub(crate) enum Icon {
     Emoji(String),
     Url(String),
 }
 
 /// One simplified result.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Item {
+pub(crate) struct Item {
     pub id: String,
     pub object: ObjectKind,
     pub title: String,
@@ -277,7 +277,7 @@ pub struct Item {
 
 impl RawResult<'_> {
     /// `None` for kinds we do not show.
-    pub fn simplify(self) -> Option<Item> {
+    pub(crate) fn simplify(self) -> Option<Item> {
         let object = match self.object.as_ref() {
             "page" => ObjectKind::Page,
             "data_source" => ObjectKind::DataSource,
@@ -331,14 +331,14 @@ fn join(text: &[RichText<'_>]) -> String {
 
 /// One page of simplified results.
 #[derive(Debug, PartialEq, Eq)]
-pub struct SearchPage {
+pub(crate) struct SearchPage {
     pub items: Vec<Item>,
     pub next_cursor: Option<String>,
     pub has_more: bool,
 }
 
 /// Parses a search response body into simplified results.
-pub fn parse(body: &[u8]) -> Result<SearchPage, serde_json::Error> {
+pub(crate) fn parse(body: &[u8]) -> Result<SearchPage, serde_json::Error> {
     let page: RawPage<'_> = serde_json::from_slice(body)?;
     Ok(SearchPage {
         next_cursor: page.next_cursor.map(Cow::into_owned),

@@ -29,7 +29,7 @@ const LEASE_POLL: Duration = Duration::from_millis(100);
 
 /// Per-connection refresh mutexes of this process.
 #[derive(Default)]
-pub struct RefreshLocks(Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>);
+pub(crate) struct RefreshLocks(Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>);
 
 impl RefreshLocks {
     fn get(&self, id: Uuid) -> Arc<tokio::sync::Mutex<()>> {

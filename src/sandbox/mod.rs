@@ -30,8 +30,8 @@ pub mod workspace;
 /// Every sandbox authorization is by the same person in the same workspace, so it yields the
 /// same bot id, just as re-authorizing in Notion does.
 pub const SANDBOX_BOT_ID: &str = "5a4d1b0e-0000-4000-8000-5a4db0000001";
-pub const SANDBOX_WORKSPACE_ID: &str = "5a4d1b0e-0000-4000-8000-5a4d00000002";
-pub const SANDBOX_WORKSPACE_NAME: &str = "Sandbox Workspace";
+pub(crate) const SANDBOX_WORKSPACE_ID: &str = "5a4d1b0e-0000-4000-8000-5a4d00000002";
+pub(crate) const SANDBOX_WORKSPACE_NAME: &str = "Sandbox Workspace";
 const CODE_LIFETIME: Duration = Duration::from_secs(60);
 /// The page may use the web app's stylesheet and icon and submit only to itself (the redirect it
 /// answers with goes to the service's own callback). No script at all.
@@ -40,7 +40,7 @@ const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
 
 /// What the sandbox knows: its client credentials and the tokens it has issued.
 #[derive(Clone)]
-pub struct Sandbox {
+pub(crate) struct Sandbox {
     client_id: String,
     client_secret: Secret<String>,
     redirect_uri: String,
@@ -55,7 +55,7 @@ struct Issued {
 }
 
 impl Sandbox {
-    pub fn new(endpoints: &NotionEndpoints) -> Self {
+    pub(crate) fn new(endpoints: &NotionEndpoints) -> Self {
         Self {
             client_id: endpoints.client_id.clone(),
             client_secret: endpoints.client_secret.clone(),
@@ -65,7 +65,7 @@ impl Sandbox {
     }
 
     /// Whether `token` is a live access token (for the sandbox's API endpoints).
-    pub fn is_live_access_token(&self, token: &str) -> bool {
+    pub(crate) fn is_live_access_token(&self, token: &str) -> bool {
         self.lock().access_tokens.contains(token)
     }
 
@@ -74,7 +74,7 @@ impl Sandbox {
     }
 
     /// The sandbox's routes, to be nested at [`crate::notion::SANDBOX_PATH`].
-    pub fn routes(self) -> impl Endpoint<Output = Response> {
+    pub(crate) fn routes(self) -> impl Endpoint<Output = Response> {
         Route::new()
             .at("/oauth/authorize", poem::get(consent_page).post(decide))
             .at("/oauth/token", post(token_endpoint))

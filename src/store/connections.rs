@@ -8,12 +8,12 @@ use uuid::Uuid;
 use super::StoreError;
 use crate::entity::notion_connection::{self, ActiveModel, Column, Entity, Model};
 
-pub const ACTIVE: &str = "active";
-pub const NEEDS_REAUTH: &str = "needs_reauth";
+pub(crate) const ACTIVE: &str = "active";
+pub(crate) const NEEDS_REAUTH: &str = "needs_reauth";
 
 /// Everything about a connection except its identity and timestamps, with secrets already
 /// encrypted.
-pub struct SealedConnection {
+pub(crate) struct SealedConnection {
     pub user_id: Uuid,
     pub bot_id: String,
     pub workspace_id: String,
@@ -29,7 +29,7 @@ pub struct SealedConnection {
 
 /// Inserts the connection, or updates the row of the same user and bot (a re-authorization),
 /// and returns the stored row. Two statements: run it in a transaction.
-pub async fn upsert(
+pub(crate) async fn upsert(
     txn: &DatabaseTransaction,
     sealed: SealedConnection,
 ) -> Result<Model, StoreError> {
@@ -82,7 +82,7 @@ pub async fn upsert(
         .ok_or_else(|| StoreError::Db(sea_orm::DbErr::RecordNotFound("upserted connection".into())))
 }
 
-pub async fn list_for_user(
+pub(crate) async fn list_for_user(
     db: &impl ConnectionTrait,
     user_id: Uuid,
 ) -> Result<Vec<Model>, StoreError> {
@@ -95,7 +95,7 @@ pub async fn list_for_user(
 
 /// The connection `id` if it belongs to `user_id`; another user's connection is `None`, exactly
 /// like a missing one.
-pub async fn find_for_user(
+pub(crate) async fn find_for_user(
     db: &impl ConnectionTrait,
     user_id: Uuid,
     id: Uuid,
@@ -106,12 +106,12 @@ pub async fn find_for_user(
         .await?)
 }
 
-pub async fn delete(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreError> {
+pub(crate) async fn delete(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreError> {
     Ok(Entity::delete_by_id(id).exec(db).await?.rows_affected == 1)
 }
 
 /// A page of every user's connections for administrators, optionally of one user.
-pub async fn page(
+pub(crate) async fn page(
     db: &impl ConnectionTrait,
     after: Option<Uuid>,
     user_id: Option<Uuid>,
@@ -128,7 +128,7 @@ pub async fn page(
 }
 
 /// Up to `limit` rows whose ciphertexts are not sealed with `key_id`.
-pub async fn sealed_with_other_keys(
+pub(crate) async fn sealed_with_other_keys(
     db: &impl ConnectionTrait,
     key_id: &str,
     limit: u64,
@@ -143,7 +143,7 @@ pub async fn sealed_with_other_keys(
 
 /// Replaces a row's ciphertexts if they are still the ones that were read (`expected_key_id`),
 /// so a concurrent re-authorization is never overwritten with older tokens.
-pub async fn reseal(
+pub(crate) async fn reseal(
     db: &impl ConnectionTrait,
     row: &Model,
     access_token: String,
@@ -163,9 +163,9 @@ pub async fn reseal(
     Ok(result.rows_affected == 1)
 }
 
-pub use notion_connection::Model as Connection;
+pub(crate) use notion_connection::Model as Connection;
 
-pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Model>, StoreError> {
+pub(crate) async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Model>, StoreError> {
     Ok(Entity::find_by_id(id).one(db).await?)
 }
 
@@ -195,7 +195,10 @@ pub async fn claim_refresh_lease(
     Ok(result.rows_affected == 1)
 }
 
-pub async fn release_refresh_lease(db: &impl ConnectionTrait, id: Uuid) -> Result<(), StoreError> {
+pub(crate) async fn release_refresh_lease(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<(), StoreError> {
     Entity::update_many()
         .col_expr(
             Column::RefreshingUntil,
@@ -208,7 +211,7 @@ pub async fn release_refresh_lease(db: &impl ConnectionTrait, id: Uuid) -> Resul
 }
 
 /// Stores a refreshed token pair in one statement and releases the lease.
-pub async fn store_refreshed(
+pub(crate) async fn store_refreshed(
     db: &impl ConnectionTrait,
     id: Uuid,
     access_token: String,
@@ -231,7 +234,10 @@ pub async fn store_refreshed(
     Ok(())
 }
 
-pub async fn mark_needs_reauth(db: &impl ConnectionTrait, id: Uuid) -> Result<(), StoreError> {
+pub(crate) async fn mark_needs_reauth(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<(), StoreError> {
     Entity::update_many()
         .col_expr(Column::Status, NEEDS_REAUTH.into())
         .col_expr(Column::UpdatedAt, OffsetDateTime::now_utc().into())
@@ -245,7 +251,7 @@ pub async fn mark_needs_reauth(db: &impl ConnectionTrait, id: Uuid) -> Result<()
     Ok(())
 }
 
-pub async fn touch_last_used(db: &impl ConnectionTrait, id: Uuid) -> Result<(), StoreError> {
+pub(crate) async fn touch_last_used(db: &impl ConnectionTrait, id: Uuid) -> Result<(), StoreError> {
     Entity::update_many()
         .col_expr(Column::LastUsedAt, Some(OffsetDateTime::now_utc()).into())
         .filter(Column::Id.eq(id))

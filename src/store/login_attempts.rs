@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use super::StoreError;
 use crate::entity::login_attempt;
 
-pub async fn find(
+pub(crate) async fn find(
     db: &impl ConnectionTrait,
     username_key: &str,
 ) -> Result<Option<login_attempt::Model>, StoreError> {
@@ -42,7 +42,7 @@ pub async fn record_failure(
     Ok(())
 }
 
-pub async fn clear(db: &impl ConnectionTrait, username_key: &str) -> Result<(), StoreError> {
+pub(crate) async fn clear(db: &impl ConnectionTrait, username_key: &str) -> Result<(), StoreError> {
     login_attempt::Entity::delete_many()
         .filter(login_attempt::Column::UsernameKey.eq(username_key))
         .exec(db)
@@ -52,7 +52,7 @@ pub async fn clear(db: &impl ConnectionTrait, username_key: &str) -> Result<(), 
 
 /// Forgets the failure counts of names whose latest failure came before `cutoff`, including the
 /// names nobody has, so guessing at random names cannot grow the table without bound.
-pub async fn forget_before(
+pub(crate) async fn forget_before(
     db: &impl ConnectionTrait,
     cutoff: OffsetDateTime,
 ) -> Result<u64, StoreError> {

@@ -24,7 +24,7 @@ pub async fn insert(
     Ok(row.insert(db).await?)
 }
 
-pub async fn find_by_hash(
+pub(crate) async fn find_by_hash(
     db: &impl ConnectionTrait,
     state_hash: &str,
 ) -> Result<Option<oauth_state::Model>, StoreError> {
@@ -36,7 +36,7 @@ pub async fn find_by_hash(
 
 /// Claims a state for the one callback that may exchange its code: marks it consumed,
 /// atomically, so this is true for exactly one caller however many race.
-pub async fn claim(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreError> {
+pub(crate) async fn claim(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreError> {
     let result = oauth_state::Entity::update_many()
         .col_expr(
             oauth_state::Column::ConsumedAt,
@@ -52,7 +52,7 @@ pub async fn claim(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreErr
 /// Ends a claimed flow by deleting its state. Meant to run in the transaction that stores the
 /// flow's result: false (and the caller rolls back) when the state is gone, which happens when
 /// its user was deleted meanwhile.
-pub async fn finish(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreError> {
+pub(crate) async fn finish(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreError> {
     let result = oauth_state::Entity::delete_many()
         .filter(oauth_state::Column::Id.eq(id))
         .filter(oauth_state::Column::ConsumedAt.is_not_null())
@@ -62,7 +62,7 @@ pub async fn finish(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreEr
 }
 
 /// Forgets states that expired before `cutoff`.
-pub async fn delete_expired_before(
+pub(crate) async fn delete_expired_before(
     db: &impl ConnectionTrait,
     cutoff: OffsetDateTime,
 ) -> Result<u64, StoreError> {

@@ -29,7 +29,7 @@ pub async fn insert(
     Ok(row.insert(db).await?)
 }
 
-pub async fn find_by_token_hash(
+pub(crate) async fn find_by_token_hash(
     db: &impl ConnectionTrait,
     refresh_token_hash: &str,
 ) -> Result<Option<session::Model>, StoreError> {
@@ -42,7 +42,7 @@ pub async fn find_by_token_hash(
 /// Exchanges the live token `current` for a new one in one transaction. `None` when `current`
 /// was rotated or revoked meanwhile (a concurrent use of the same token): the caller treats that
 /// as reuse.
-pub async fn rotate(
+pub(crate) async fn rotate(
     db: &DatabaseConnection,
     current: &session::Model,
     new_token_hash: String,
@@ -73,7 +73,10 @@ pub async fn rotate(
 }
 
 /// Ends a family: its refresh tokens and every access token naming it stop working.
-pub async fn revoke_family(db: &impl ConnectionTrait, family_id: Uuid) -> Result<(), StoreError> {
+pub(crate) async fn revoke_family(
+    db: &impl ConnectionTrait,
+    family_id: Uuid,
+) -> Result<(), StoreError> {
     session::Entity::update_many()
         .col_expr(
             session::Column::RevokedAt,
@@ -88,7 +91,7 @@ pub async fn revoke_family(db: &impl ConnectionTrait, family_id: Uuid) -> Result
 
 /// The user behind an access token, if the user still exists and the token's family still has a
 /// live (unrotated, unrevoked, unexpired) refresh token. One indexed query per request.
-pub async fn user_of_live_family(
+pub(crate) async fn user_of_live_family(
     db: &impl ConnectionTrait,
     user_id: Uuid,
     family_id: Uuid,
@@ -106,7 +109,7 @@ pub async fn user_of_live_family(
 
 /// Deletes refresh tokens past their expiry. An expired token is refused whether or not its row
 /// exists, so nothing is lost but the row.
-pub async fn delete_expired(db: &impl ConnectionTrait) -> Result<u64, StoreError> {
+pub(crate) async fn delete_expired(db: &impl ConnectionTrait) -> Result<u64, StoreError> {
     let result = session::Entity::delete_many()
         .filter(session::Column::ExpiresAt.lt(OffsetDateTime::now_utc()))
         .exec(db)

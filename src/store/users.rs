@@ -27,7 +27,7 @@ pub async fn create(
     Ok(row.insert(db).await?)
 }
 
-pub async fn find_by_key(
+pub(crate) async fn find_by_key(
     db: &impl ConnectionTrait,
     username_key: &str,
 ) -> Result<Option<user::Model>, StoreError> {
@@ -37,14 +37,14 @@ pub async fn find_by_key(
         .await?)
 }
 
-pub async fn find_by_id(
+pub(crate) async fn find_by_id(
     db: &impl ConnectionTrait,
     id: Uuid,
 ) -> Result<Option<user::Model>, StoreError> {
     Ok(user::Entity::find_by_id(id).one(db).await?)
 }
 
-pub async fn update_password_hash(
+pub(crate) async fn update_password_hash(
     db: &impl ConnectionTrait,
     id: Uuid,
     password_hash: String,
@@ -60,7 +60,7 @@ pub async fn update_password_hash(
 
 /// Up to `limit` users with ids greater than `after`, oldest first (ids are UUIDv7, so they
 /// sort by creation time).
-pub async fn page(
+pub(crate) async fn page(
     db: &impl ConnectionTrait,
     after: Option<Uuid>,
     limit: u64,
@@ -73,7 +73,7 @@ pub async fn page(
 }
 
 /// Usernames of the given users.
-pub async fn names(
+pub(crate) async fn names(
     db: &impl ConnectionTrait,
     ids: impl IntoIterator<Item = Uuid>,
 ) -> Result<std::collections::HashMap<Uuid, String>, StoreError> {
