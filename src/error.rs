@@ -1,8 +1,8 @@
 //! One error type for the whole API, rendered as `application/problem+json` (RFC 9457).
 //!
-//! Handlers return [`ApiError`] for outcomes that are not part of an operation's own response
+//! Handlers return `ApiError` for outcomes that are not part of an operation's own response
 //! enum. Errors that poem and poem-openapi raise themselves (unknown route, wrong method,
-//! unparsable body or parameters, ...) pass through [`render_error`], which maps them onto the
+//! unparsable body or parameters, ...) pass through `render_error`, which maps them onto the
 //! same shape. Server errors never describe their cause to the client: the cause is logged once,
 //! here, and the body only says that something went wrong.
 

@@ -3,14 +3,22 @@
 //!
 //! A short tour:
 //! - [`config`] reads and validates every setting once; [`startup`] builds the application from
-//!   them (database, migrations, routes, middleware) for `main` and for the tests alike.
+//!   them (database, migrations, state, routes) for `main` and for the tests alike, and
+//!   [`http_policy`] wraps every request (body limit, security headers, content policies).
 //! - [`api`] holds the HTTP operations, one module per resource, assembled into one OpenAPI spec.
-//! - [`error`] renders every failure as `application/problem+json`.
-//! - [`db`] connects to SQLite or PostgreSQL; the schema lives in the `migration` crate.
-//! - [`auth`] holds accounts: password policy and hashing, access and refresh tokens,
-//!   throttling, and the bearer security schemes; [`store`] holds the queries, [`entity`] the
-//!   table shapes.
-//! - [`crypto`] holds the key ring for tokens at rest; [`secret`] keeps secrets out of logs.
+//!   Handlers parse the request, call one domain function and map its outcome to a response.
+//! - [`error`] renders every failure as `application/problem+json`, logging a server error's
+//!   whole cause chain once and sending none of it.
+//! - [`notion`] is everything about Notion: its OAuth endpoints, its search API, and the
+//!   [`notion::connections`] service that stores, shows, searches (refreshing tokens), removes
+//!   and re-seals connections.
+//! - [`auth`] holds accounts: usernames, password policy and hashing, access and refresh tokens,
+//!   the backoff after failed logins, and the bearer security schemes.
+//! - [`rate_limit`] and [`client_ip`] limit requests per client address (and Notion calls per
+//!   connection); [`housekeeping`] deletes expired rows.
+//! - [`db`] connects to SQLite or PostgreSQL (the schema lives in the `migration` crate);
+//!   [`store`] holds the queries, [`entity`] the table shapes.
+//! - [`crypto`] seals tokens at rest with the key ring; [`secret`] keeps secrets out of logs.
 //! - [`web`] serves the single-page app of `web/`, compiled into the binary; [`sandbox`] stands
 //!   in for Notion in development.
 

@@ -1,5 +1,5 @@
 //! The HTTP API. Each resource owns its module with its `OpenApi` impl, request and response
-//! objects and response enums; [`openapi_service`] assembles them into the one spec.
+//! objects and response enums; `openapi_service` assembles them into the one spec.
 
 pub mod admin;
 pub mod auth;

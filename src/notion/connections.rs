@@ -2,7 +2,7 @@
 //! showing a row to its owner, searching with a token that is refreshed when Notion stops
 //! accepting it, disconnecting, and re-sealing for key rotation.
 //!
-//! [`ConnectionStore`] is the stored half (the database and the token cipher); [`Connections`]
+//! [`ConnectionStore`] is the stored half (the database and the token cipher); `Connections`
 //! adds the calls to Notion. Request handlers and the `rotate-keys` command only translate their
 //! outcomes.
 

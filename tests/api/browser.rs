@@ -39,8 +39,34 @@ async fn app_for_browser(
     .await
 }
 
+/// The app (see [`app_for_browser`]) and a browser for it, or `None` when there is no browser.
+/// `name` starts the names of the screenshots.
+async fn app_and_browser(
+    backend: Backend,
+    name: &str,
+    configure: impl FnOnce(&mut HashMap<String, String>),
+) -> Option<(TestApp, Browser)> {
+    let app = app_for_browser(backend, configure).await;
+    let browser = Browser::start(&app.address, &prefix(backend, name)).await?;
+    Some((app, browser))
+}
+
 fn prefix(backend: Backend, name: &str) -> String {
     format!("{}-{name}", format!("{backend:?}").to_lowercase())
+}
+
+/// Fills in and sends the sign-in form shown on the page.
+async fn submit_sign_in(browser: &Browser, username: &str) {
+    browser.fill("#username", username).await;
+    browser.fill("#password", PASSWORD).await;
+    browser.click("form button[type=submit]").await;
+}
+
+/// Signs in from the sign-in page and waits for the connections page.
+async fn sign_in(browser: &Browser, username: &str) {
+    browser.open("/#/login").await;
+    submit_sign_in(browser, username).await;
+    browser.find_text("h1", "Connections").await;
 }
 
 async fn rows(browser: &Browser) -> Vec<Value> {
@@ -58,8 +84,7 @@ async fn rows(browser: &Browser) -> Vec<Value> {
 }
 
 async fn a_new_user_signs_up_connects_searches_and_signs_out(backend: Backend) {
-    let app = app_for_browser(backend, |_| {}).await;
-    let Some(browser) = Browser::start(&app.address, &prefix(backend, "journey")).await else {
+    let Some((_app, browser)) = app_and_browser(backend, "journey", |_| {}).await else {
         return;
     };
 
@@ -83,9 +108,7 @@ async fn a_new_user_signs_up_connects_searches_and_signs_out(backend: Backend) {
     // Create an account: that signs in and shows the empty connections page.
     browser.click("a[href^='#/register']").await;
     browser.find_text("h1", "Create an account").await;
-    browser.fill("#username", "webuser").await;
-    browser.fill("#password", PASSWORD).await;
-    browser.click("form button[type=submit]").await;
+    submit_sign_in(&browser, "webuser").await;
     browser.find_text("h1", "Connections").await;
     browser
         .find_text(".empty", "No workspace connected yet")
@@ -97,9 +120,7 @@ async fn a_new_user_signs_up_connects_searches_and_signs_out(backend: Backend) {
     // Sign out and in again with the new account.
     browser.click("#sign-out").await;
     browser.find_text("h1", "Sign in").await;
-    browser.fill("#username", "webuser").await;
-    browser.fill("#password", PASSWORD).await;
-    browser.click("form button[type=submit]").await;
+    submit_sign_in(&browser, "webuser").await;
     browser.find_text("h1", "Connections").await;
 
     // Connect: the sandbox's consent page, in the app's look; Allow brings the workspace back.
@@ -319,17 +340,12 @@ async fn a_new_user_signs_up_connects_searches_and_signs_out(backend: Backend) {
 }
 
 async fn two_tabs_refreshing_at_once_stay_signed_in(backend: Backend) {
-    let app = app_for_browser(backend, |_| {}).await;
-    let Some(browser) = Browser::start(&app.address, &prefix(backend, "tabs")).await else {
+    let Some((app, browser)) = app_and_browser(backend, "tabs", |_| {}).await else {
         return;
     };
     let registered = app.register("twotabs", PASSWORD).await;
     assert_eq!(registered.status(), 201);
-    browser.open("/#/login").await;
-    browser.fill("#username", "twotabs").await;
-    browser.fill("#password", PASSWORD).await;
-    browser.click("form button[type=submit]").await;
-    browser.find_text("h1", "Connections").await;
+    sign_in(&browser, "twotabs").await;
 
     let client = browser.client();
     let first = client.window().await.unwrap();
@@ -365,11 +381,11 @@ async fn two_tabs_refreshing_at_once_stay_signed_in(backend: Backend) {
 async fn failures_are_explained_where_they_happen(backend: Backend) {
     // Accounts: the API's words next to the field they concern. The limit of four attempts a
     // minute from one address is reached on purpose at the end.
-    let app = app_for_browser(backend, |vars| {
+    let Some((app, browser)) = app_and_browser(backend, "failures", |vars| {
         vars.insert("AUTH_RATE_LIMIT".into(), "4".into());
     })
-    .await;
-    let Some(browser) = Browser::start(&app.address, &prefix(backend, "failures")).await else {
+    .await
+    else {
         return;
     };
     assert_eq!(app.register("taken", PASSWORD).await.status(), 201);
@@ -391,9 +407,7 @@ async fn failures_are_explained_where_they_happen(backend: Backend) {
     );
     browser.screenshot("01-weak-password").await;
 
-    browser.fill("#username", "taken").await;
-    browser.fill("#password", PASSWORD).await;
-    browser.click("form button[type=submit]").await;
+    submit_sign_in(&browser, "taken").await;
     browser.find_text("#username-error", "taken").await;
     assert_eq!(
         browser
@@ -459,11 +473,7 @@ async fn failures_are_explained_where_they_happen(backend: Backend) {
     };
     let user = mocked.signed_in("searcher").await;
     let id = mocked.connect_with_code(&user.access).await;
-    browser.open("/#/login").await;
-    browser.fill("#username", "searcher").await;
-    browser.fill("#password", PASSWORD).await;
-    browser.click("form button[type=submit]").await;
-    browser.find_text("h1", "Connections").await;
+    sign_in(&browser, "searcher").await;
 
     let search_path = format!("/#/connections/{id}/search");
     notion.script_search([SearchReply::json(429, Some(120))]);
@@ -574,8 +584,7 @@ async fn an_administrator_pages_through_users_and_connections(backend: Backend) 
     };
     use sea_orm::{ActiveValue::Set, EntityTrait};
 
-    let app = app_for_browser(backend, |_| {}).await;
-    let Some(browser) = Browser::start(&app.address, &prefix(backend, "admin")).await else {
+    let Some((app, browser)) = app_and_browser(backend, "admin", |_| {}).await else {
         return;
     };
     assert!(
@@ -618,11 +627,7 @@ async fn an_administrator_pages_through_users_and_connections(backend: Backend) 
         }
     }
 
-    browser.open("/#/login").await;
-    browser.fill("#username", "boss").await;
-    browser.fill("#password", PASSWORD).await;
-    browser.click("form button[type=submit]").await;
-    browser.find_text("h1", "Connections").await;
+    sign_in(&browser, "boss").await;
     browser.click("#nav-admin").await;
     browser.find_text("h1", "Admin").await;
     browser
@@ -672,9 +677,7 @@ async fn an_administrator_pages_through_users_and_connections(backend: Backend) 
     // Anyone else sees no Admin link, and the address alone shows nothing.
     browser.click("#sign-out").await;
     browser.find_text("h1", "Sign in").await;
-    browser.fill("#username", "member").await;
-    browser.fill("#password", PASSWORD).await;
-    browser.click("form button[type=submit]").await;
+    submit_sign_in(&browser, "member").await;
     browser.find_text("h1", "Connections").await;
     assert!(
         !browser
@@ -696,18 +699,16 @@ async fn expiring_and_ended_sessions_are_handled_for_the_user(backend: Backend) 
     use notion_connect::entity::session;
     use sea_orm::EntityTrait;
 
-    let app = app_for_browser(backend, |vars| {
+    let Some((app, browser)) = app_and_browser(backend, "sessions", |vars| {
         vars.insert("ACCESS_TOKEN_TTL".into(), "8s".into());
     })
-    .await;
-    let Some(browser) = Browser::start(&app.address, &prefix(backend, "sessions")).await else {
+    .await
+    else {
         return;
     };
     assert_eq!(app.register("renewer", PASSWORD).await.status(), 201);
     browser.open("/#/login").await;
-    browser.fill("#username", "renewer").await;
-    browser.fill("#password", PASSWORD).await;
-    browser.click("form button[type=submit]").await;
+    submit_sign_in(&browser, "renewer").await;
     browser
         .find_text(".empty", "No workspace connected yet")
         .await;
@@ -756,9 +757,7 @@ async fn expiring_and_ended_sessions_are_handled_for_the_user(backend: Backend) 
         .await;
     browser.find_text("h1", "Sign in").await;
     assert!(browser.url().await.fragment().unwrap().contains("next="));
-    browser.fill("#username", "renewer").await;
-    browser.fill("#password", PASSWORD).await;
-    browser.click("form button[type=submit]").await;
+    submit_sign_in(&browser, "renewer").await;
     browser
         .find_text(".empty", "No workspace connected yet")
         .await;
