@@ -20,7 +20,7 @@ use poem::{
     post,
     web::{Data, Html, Query},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::{notion::NotionEndpoints, secret::Secret};
@@ -210,17 +210,57 @@ async fn decide(sandbox: Data<&Sandbox>, body: Body) -> Response {
         .finish()
 }
 
+/// A request to the token endpoint, by its `grant_type`.
+#[derive(Deserialize)]
+#[serde(tag = "grant_type", rename_all = "snake_case")]
+enum TokenRequest {
+    AuthorizationCode {
+        code: Option<String>,
+        redirect_uri: Option<String>,
+    },
+    RefreshToken {
+        refresh_token: Option<String>,
+    },
+}
+
+/// A successful token response, in Notion's shape.
+#[derive(Serialize)]
+struct TokenGrant {
+    access_token: String,
+    token_type: &'static str,
+    refresh_token: String,
+    bot_id: &'static str,
+    workspace_id: &'static str,
+    workspace_name: &'static str,
+    workspace_icon: &'static str,
+    owner: Value,
+    duplicated_template_id: Option<String>,
+    request_id: uuid::Uuid,
+}
+
 #[handler]
 async fn token_endpoint(sandbox: Data<&Sandbox>, req: &Request, body: Body) -> Response {
     let fields = match client_request(&sandbox, req, body).await {
         Ok(fields) => fields,
         Err(response) => return response,
     };
-    let field = |name: &str| fields.get(name).map(String::as_str);
+    let fields = fields
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let Ok(request) = serde_json::from_value::<TokenRequest>(Value::Object(fields)) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "Unsupported grant_type.",
+        );
+    };
+    let invalid_grant =
+        |description| oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", description);
     let mut issued = sandbox.lock();
-    match field("grant_type") {
-        Some("authorization_code") => {
-            let Some(code) = field("code") else {
+    match request {
+        TokenRequest::AuthorizationCode { code, redirect_uri } => {
+            let Some(code) = code else {
                 return oauth_error(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
@@ -228,45 +268,24 @@ async fn token_endpoint(sandbox: Data<&Sandbox>, req: &Request, body: Body) -> R
                 );
             };
             // Single use: the code is gone whatever happens next.
-            let Some((redirect_uri, expires)) = issued.codes.remove(code) else {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    "The code is invalid or was used.",
-                );
+            let Some((expected_uri, expires)) = issued.codes.remove(&code) else {
+                return invalid_grant("The code is invalid or was used.");
             };
             if Instant::now() > expires {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    "The code expired.",
-                );
+                return invalid_grant("The code expired.");
             }
-            if field("redirect_uri") != Some(redirect_uri.as_str()) {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    "redirect_uri does not match.",
-                );
+            if redirect_uri.as_deref() != Some(expected_uri.as_str()) {
+                return invalid_grant("redirect_uri does not match.");
             }
         }
-        Some("refresh_token") => {
-            let presented = field("refresh_token").unwrap_or_default();
+        TokenRequest::RefreshToken { refresh_token } => {
             // Rotation: the old refresh token stops working.
-            if !issued.refresh_tokens.remove(presented) {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    "The refresh token is invalid.",
-                );
+            if !issued
+                .refresh_tokens
+                .remove(refresh_token.as_deref().unwrap_or_default())
+            {
+                return invalid_grant("The refresh token is invalid.");
             }
-        }
-        _ => {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "Unsupported grant_type.",
-            );
         }
     }
     let (access_token, refresh_token) =
@@ -276,31 +295,29 @@ async fn token_endpoint(sandbox: Data<&Sandbox>, req: &Request, body: Body) -> R
         };
     issued.access_tokens.insert(access_token.clone());
     issued.refresh_tokens.insert(refresh_token.clone());
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "access_token": access_token,
-            "token_type": "bearer",
-            "refresh_token": refresh_token,
-            "bot_id": SANDBOX_BOT_ID,
-            "workspace_id": SANDBOX_WORKSPACE_ID,
-            "workspace_name": SANDBOX_WORKSPACE_NAME,
-            "workspace_icon": "🧪",
-            "owner": {
-                "type": "user",
-                "user": {
-                    "object": "user",
-                    "id": "5a4d1b0e-0000-4000-8000-5a4d00000003",
-                    "name": "Sandbox User",
-                    "avatar_url": null,
-                    "type": "person",
-                    "person": { "email": "sandbox.user@example.com" }
-                }
-            },
-            "duplicated_template_id": null,
-            "request_id": uuid::Uuid::now_v7(),
+    let grant = TokenGrant {
+        access_token,
+        token_type: "bearer",
+        refresh_token,
+        bot_id: SANDBOX_BOT_ID,
+        workspace_id: SANDBOX_WORKSPACE_ID,
+        workspace_name: SANDBOX_WORKSPACE_NAME,
+        workspace_icon: "🧪",
+        owner: json!({
+            "type": "user",
+            "user": {
+                "object": "user",
+                "id": "5a4d1b0e-0000-4000-8000-5a4d00000003",
+                "name": "Sandbox User",
+                "avatar_url": null,
+                "type": "person",
+                "person": { "email": "sandbox.user@example.com" }
+            }
         }),
-    )
+        duplicated_template_id: None,
+        request_id: uuid::Uuid::now_v7(),
+    };
+    json_response(StatusCode::OK, &json!(grant))
 }
 
 #[handler]
