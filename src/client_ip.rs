@@ -1,4 +1,8 @@
 //! Who the client is: the peer's address, or the address a trusted reverse proxy forwarded.
+//!
+//! Addresses are canonical before anything compares them: a dual-stack listener sees IPv4
+//! clients as IPv4-mapped IPv6 (`::ffff:a.b.c.d`), which would otherwise miss IPv4 proxy entries
+//! and fall into one shared IPv6 /64 rate-limit bucket.
 
 use std::net::IpAddr;
 
@@ -9,7 +13,7 @@ pub(crate) fn of_request(req: &Request, proxies: &TrustedProxies) -> IpAddr {
     let peer = req
         .remote_addr()
         .as_socket_addr()
-        .map(|addr| addr.ip())
+        .map(|addr| addr.ip().to_canonical())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let forwarded = req
         .headers()
@@ -43,7 +47,13 @@ impl TrustedProxies {
                         .filter(|p| *p <= max)
                         .ok_or_else(|| format!("'{entry}' has an invalid prefix length"))?
                 };
-                Ok((addr, prefix))
+                // An IPv4-mapped block is the IPv4 block it maps.
+                match addr.to_canonical() {
+                    IpAddr::V4(v4) if addr.is_ipv6() && prefix >= 96 => {
+                        Ok((IpAddr::V4(v4), prefix - 96))
+                    }
+                    _ => Ok((addr, prefix)),
+                }
             })
             .collect::<Result<_, _>>()
             .map(Self)
@@ -58,6 +68,7 @@ impl TrustedProxies {
     /// The client's address: the peer itself, unless the peer is a trusted proxy, in which
     /// case the nearest address in `X-Forwarded-For` that is not a trusted proxy.
     pub(crate) fn client_ip(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        let peer = peer.to_canonical();
         if !self.contains(peer) {
             return peer;
         }
@@ -66,7 +77,7 @@ impl TrustedProxies {
         };
         let mut client = peer;
         for hop in header.rsplit(',').map(str::trim) {
-            match hop.parse::<IpAddr>() {
+            match hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
                 Ok(ip) => {
                     client = ip;
                     if !self.contains(ip) {
@@ -114,6 +125,18 @@ mod tests {
         assert_eq!(proxies.client_ip(proxy, None), proxy);
         assert_eq!(proxies.client_ip(proxy, Some("garbage")), proxy);
         assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
+
+        // IPv4 clients of a dual-stack listener, and mapped forms anywhere, count as IPv4.
+        let mapped_proxy: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        assert_eq!(proxies.client_ip(mapped_proxy, Some("203.0.113.9")), client);
+        assert_eq!(
+            proxies.client_ip(mapped_proxy, Some("::ffff:203.0.113.9")),
+            client
+        );
+        let mapped_stranger: IpAddr = "::ffff:198.51.100.7".parse().unwrap();
+        assert_eq!(proxies.client_ip(mapped_stranger, None), stranger);
+        let mapped_block = TrustedProxies::parse("::ffff:10.0.0.0/104").unwrap();
+        assert!(mapped_block.contains(proxy));
         assert!(TrustedProxies::parse("proxy.local").is_err());
     }
 }

@@ -70,9 +70,25 @@ pub struct Settings {
     pub password_hash_concurrency: usize,
     /// How long a login or registration may wait for a hashing slot before it gets 503.
     pub password_hash_wait: Duration,
+    /// Deadlines and limits for connections and requests.
+    pub http: HttpLimits,
     pub log_format: LogFormat,
     /// Secrets generated during this start (variable, file), announced once logging is up.
     pub generated_secrets: Vec<(&'static str, PathBuf)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Open connections at once; more wait in the backlog.
+    pub max_connections: usize,
+    /// From the first byte of a request to the end of its head.
+    pub header_read_timeout: Duration,
+    /// How long a connection may stay open without starting a request.
+    pub keep_alive_timeout: Duration,
+    /// From the end of the head to the end of the body.
+    pub body_read_timeout: Duration,
+    /// From the head to the response; a request still running then gets 503.
+    pub request_timeout: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -275,6 +291,21 @@ impl Settings {
             None => Url::parse(DEFAULT_NOTION_API_BASE).expect("valid default URL"),
             Some(raw) => parse_http_url("NOTION_API_BASE", &raw, env)?,
         };
+        // The client secret and every token go to this host: in production a typo must not
+        // send them elsewhere, so another host needs an explicit opt-in.
+        let custom_base_allowed = match get("NOTION_API_BASE_ALLOW_CUSTOM") {
+            None => false,
+            Some(raw) => parse_bool("NOTION_API_BASE_ALLOW_CUSTOM", &raw)?,
+        };
+        if production && !custom_base_allowed && api_base.as_str() != DEFAULT_NOTION_API_BASE {
+            return Err(invalid(
+                "NOTION_API_BASE",
+                format!(
+                    "{DEFAULT_NOTION_API_BASE} in production (set \
+                     NOTION_API_BASE_ALLOW_CUSTOM=true to use another), not '{api_base}'"
+                ),
+            ));
+        }
         let version = match get("NOTION_VERSION") {
             None => DEFAULT_NOTION_VERSION.to_owned(),
             Some(raw) => parse_notion_version(raw.trim())?,
@@ -334,6 +365,46 @@ impl Settings {
             None => Duration::from_secs(5),
             Some(raw) => parse_duration("PASSWORD_HASH_WAIT", raw.trim(), 0, 60)?,
         };
+        let http = HttpLimits {
+            max_connections: match get("MAX_CONNECTIONS") {
+                None => 512,
+                Some(raw) => parse_in_range("MAX_CONNECTIONS", &raw, 1..=100_000, "connections")?,
+            },
+            header_read_timeout: match get("HEADER_READ_TIMEOUT") {
+                None => Duration::from_secs(10),
+                Some(raw) => parse_duration("HEADER_READ_TIMEOUT", raw.trim(), 1, 300)?,
+            },
+            keep_alive_timeout: match get("KEEP_ALIVE_TIMEOUT") {
+                None => Duration::from_secs(30),
+                Some(raw) => parse_duration("KEEP_ALIVE_TIMEOUT", raw.trim(), 1, 3600)?,
+            },
+            body_read_timeout: match get("BODY_READ_TIMEOUT") {
+                None => Duration::from_secs(15),
+                Some(raw) => parse_duration("BODY_READ_TIMEOUT", raw.trim(), 1, 300)?,
+            },
+            request_timeout: {
+                // A request may wait for Notion or for a hashing slot; the deadline must let
+                // those time out first, so that they answer with their own errors.
+                let longest_wait = notion_timeout.max(password_hash_wait);
+                match get("REQUEST_TIMEOUT") {
+                    None => (longest_wait + Duration::from_secs(15)).max(Duration::from_secs(60)),
+                    Some(raw) => {
+                        let timeout = parse_duration("REQUEST_TIMEOUT", raw.trim(), 2, 3600)?;
+                        if timeout <= longest_wait {
+                            return Err(invalid(
+                                "REQUEST_TIMEOUT",
+                                format!(
+                                    "a duration longer than NOTION_TIMEOUT and PASSWORD_HASH_WAIT \
+                                     ({}s), not '{raw}'",
+                                    longest_wait.as_secs()
+                                ),
+                            ));
+                        }
+                        timeout
+                    }
+                }
+            },
+        };
         let log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
             None if production => LogFormat::Json,
             None => LogFormat::Pretty,
@@ -371,6 +442,7 @@ impl Settings {
             trusted_proxies,
             password_hash_concurrency,
             password_hash_wait,
+            http,
             log_format,
             generated_secrets,
         })
@@ -763,6 +835,34 @@ mod tests {
     }
 
     #[test]
+    fn production_sends_notion_credentials_only_to_notion_unless_told_otherwise() {
+        let typo = [("NOTION_API_BASE", "https://api.notoin.com/v1")];
+        let err = settings(&production(&typo)).unwrap_err();
+        assert_eq!(variable_of(err), "NOTION_API_BASE");
+        let explicit = settings(&production(&[
+            typo[0],
+            ("NOTION_API_BASE_ALLOW_CUSTOM", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            explicit.notion.api_base.as_str(),
+            "https://api.notoin.com/v1"
+        );
+        let exact = settings(&production(&[(
+            "NOTION_API_BASE",
+            "https://api.notion.com/v1/",
+        )]));
+        assert!(exact.is_ok(), "the real base, with a trailing slash");
+        // Development may point anywhere (the sandbox, test stand-ins).
+        let base = [
+            ("JWT_SECRET", JWT),
+            ("TOKEN_ENCRYPTION_KEYS", KEYS),
+            typo[0],
+        ];
+        assert!(settings(&base).is_ok());
+    }
+
+    #[test]
     fn development_allows_http_only_on_loopback() {
         let base = [("JWT_SECRET", JWT), ("TOKEN_ENCRYPTION_KEYS", KEYS)];
         for ok in [
@@ -857,6 +957,51 @@ mod tests {
         assert_eq!(s.web_url.as_str(), "http://localhost:5173/app");
         assert!(!s.allow_registration);
         assert!(s.sandbox_enabled(), "an empty variable counts as unset");
+    }
+
+    #[test]
+    fn http_limits_have_defaults_and_a_request_deadline_that_outlasts_its_waits() {
+        let base = [("JWT_SECRET", JWT), ("TOKEN_ENCRYPTION_KEYS", KEYS)];
+        let defaults = settings(&base).unwrap().http;
+        assert_eq!(defaults.max_connections, 512);
+        assert_eq!(defaults.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.request_timeout, Duration::from_secs(60));
+
+        let slow_notion = [base[0], base[1], ("NOTION_TIMEOUT", "120s")];
+        assert_eq!(
+            settings(&slow_notion).unwrap().http.request_timeout,
+            Duration::from_secs(135)
+        );
+        let too_short = [base[0], base[1], ("REQUEST_TIMEOUT", "10s")];
+        assert_eq!(
+            variable_of(settings(&too_short).unwrap_err()),
+            "REQUEST_TIMEOUT"
+        );
+        let set = settings(&[
+            base[0],
+            base[1],
+            ("MAX_CONNECTIONS", "64"),
+            ("HEADER_READ_TIMEOUT", "2s"),
+            ("KEEP_ALIVE_TIMEOUT", "1m"),
+            ("BODY_READ_TIMEOUT", "3s"),
+            ("REQUEST_TIMEOUT", "20s"),
+        ])
+        .unwrap()
+        .http;
+        assert_eq!(
+            set,
+            HttpLimits {
+                max_connections: 64,
+                header_read_timeout: Duration::from_secs(2),
+                keep_alive_timeout: Duration::from_secs(60),
+                body_read_timeout: Duration::from_secs(3),
+                request_timeout: Duration::from_secs(20),
+            }
+        );
+        for (variable, bad) in [("MAX_CONNECTIONS", "0"), ("HEADER_READ_TIMEOUT", "0s")] {
+            let vars = [base[0], base[1], (variable, bad)];
+            assert_eq!(variable_of(settings(&vars).unwrap_err()), variable);
+        }
     }
 
     #[test]

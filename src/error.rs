@@ -101,6 +101,9 @@ pub(crate) enum ApiError {
     MethodNotAllowed,
     #[error("request body too large")]
     PayloadTooLarge { limit: usize },
+    /// The body did not arrive in time.
+    #[error("request body too slow")]
+    RequestTimeout,
     #[error("unsupported media type")]
     UnsupportedMediaType,
     /// The request was understood but a value is not acceptable.
@@ -165,6 +168,12 @@ impl ApiError {
                 "payload_too_large",
                 "Request body too large",
                 Some(format!("Request bodies are limited to {limit} bytes.")),
+            ),
+            RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "Request timeout",
+                Some("The request body did not arrive in time.".to_owned()),
             ),
             UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

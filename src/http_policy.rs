@@ -13,6 +13,7 @@ use poem::{
     web::Html,
 };
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use crate::{config::Settings, error::ApiError, telemetry};
@@ -30,8 +31,9 @@ pub(crate) const WEB_CSP: &str = "default-src 'self'; script-src 'self'; style-s
     img-src 'self' https: data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
     form-action 'self'; frame-ancestors 'none'";
 
-/// What every request passes through, outermost last: the body limit, panic recovery, CORS,
-/// security headers (which also render errors as problem+json) and the request log.
+/// What every request passes through, outermost last: the body limit and deadline, the request
+/// deadline, panic recovery, CORS, security headers (which also render errors as problem+json)
+/// and the request log.
 pub(crate) fn apply<E: Endpoint + 'static>(
     endpoint: E,
     settings: &Settings,
@@ -41,8 +43,10 @@ pub(crate) fn apply<E: Endpoint + 'static>(
         .allow_credentials(true)
         .max_age(600);
     let hsts = settings.public_url.scheme() == "https";
+    let limits = settings.http;
     endpoint
-        .around(limit_body)
+        .around(move |next, req| read_body(next, req, limits.body_read_timeout))
+        .around(move |next, req| deadline(next, req, limits.request_timeout))
         // The panic hook has logged the panic itself; the client only learns that it failed.
         .with(
             CatchPanic::new()
@@ -53,38 +57,52 @@ pub(crate) fn apply<E: Endpoint + 'static>(
         .around(telemetry::log_request)
 }
 
-/// Rejects bodies over [`BODY_LIMIT`]: at once when `Content-Length` says so, otherwise while
-/// reading (chunked bodies are buffered up to the limit). Requests without a body pass untouched.
-async fn limit_body<E: Endpoint>(next: E, mut req: Request) -> Result<Response> {
+/// Reads the whole body before the handler runs: at most [`BODY_LIMIT`] bytes (a larger
+/// declared `Content-Length` is refused at once) within `within`, so a client that stops sending
+/// halfway gets 408 instead of holding a handler.
+async fn read_body<E: Endpoint>(next: E, mut req: Request, within: Duration) -> Result<Response> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(length) if length > BODY_LIMIT as u64 => {
+    if declared.is_some_and(|length| length > BODY_LIMIT as u64) {
+        return Err(ApiError::PayloadTooLarge { limit: BODY_LIMIT }.into());
+    }
+    let mut buffer = Vec::new();
+    let mut body = req
+        .take_body()
+        .into_async_read()
+        .take(BODY_LIMIT as u64 + 1);
+    match tokio::time::timeout(within, body.read_to_end(&mut buffer)).await {
+        Err(_) => return Err(ApiError::RequestTimeout.into()),
+        Ok(Err(_)) => {
+            return Err(ApiError::BadRequest {
+                code: "malformed_body",
+                detail: "The request body could not be read.".to_owned(),
+            }
+            .into());
+        }
+        Ok(Ok(_)) if buffer.len() > BODY_LIMIT => {
             return Err(ApiError::PayloadTooLarge { limit: BODY_LIMIT }.into());
         }
-        // The server enforces a declared length, so such a body cannot grow past it.
-        Some(_) => {}
-        None => {
-            let mut buffer = Vec::new();
-            req.take_body()
-                .into_async_read()
-                .take(BODY_LIMIT as u64 + 1)
-                .read_to_end(&mut buffer)
-                .await
-                .map_err(|_| ApiError::BadRequest {
-                    code: "malformed_body",
-                    detail: "The request body could not be read.".to_owned(),
-                })?;
-            if buffer.len() > BODY_LIMIT {
-                return Err(ApiError::PayloadTooLarge { limit: BODY_LIMIT }.into());
-            }
-            req.set_body(buffer);
-        }
+        Ok(Ok(_)) => {}
     }
+    req.set_body(buffer);
     next.call(req).await.map(IntoResponse::into_response)
+}
+
+/// Why a request was cut off.
+#[derive(Debug, thiserror::Error)]
+#[error("the request did not finish within {0:?}")]
+struct DeadlinePassed(Duration);
+
+/// Answers 503 (with `Retry-After`) for a request still running after `limit`, and stops it.
+async fn deadline<E: Endpoint>(next: E, req: Request, limit: Duration) -> Result<Response> {
+    match tokio::time::timeout(limit, next.call(req)).await {
+        Ok(result) => result.map(IntoResponse::into_response),
+        Err(_) => Err(ApiError::unavailable(DeadlinePassed(limit)).into()),
+    }
 }
 
 /// Headers every response carries. Endpoints that need another content policy or caching rule

@@ -40,4 +40,5 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod transport;
 pub mod web;

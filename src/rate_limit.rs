@@ -108,8 +108,8 @@ impl IpRateLimiter {
 
 /// IPv6 clients usually control a whole /64, so they share one bucket per /64.
 fn bucket_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
+    match ip.to_canonical() {
+        v4 @ IpAddr::V4(_) => v4,
         IpAddr::V6(v6) => {
             let mut segments = v6.segments();
             segments[4..].fill(0);
@@ -135,6 +135,16 @@ mod tests {
             "{wait:?}"
         );
         limiter.check_ip("192.0.2.2".parse().unwrap()).unwrap();
+        // The same IPv4 client seen through a dual-stack socket shares its bucket, and two
+        // IPv4 clients so seen do not share one.
+        assert!(
+            limiter
+                .check_ip("::ffff:192.0.2.1".parse().unwrap())
+                .is_err()
+        );
+        limiter
+            .check_ip("::ffff:192.0.2.3".parse().unwrap())
+            .unwrap();
         let v6: IpAddr = "2001:db8::1".parse().unwrap();
         let same_64: IpAddr = "2001:db8::ffff".parse().unwrap();
         for _ in 0..3 {

@@ -20,6 +20,7 @@ use crate::{
     sandbox::Sandbox,
     secret::Secret,
     state::AppState,
+    transport::{LimitedAcceptor, TransportLimits},
     web::WebFiles,
 };
 
@@ -44,7 +45,7 @@ pub enum StartupError {
 
 /// A built application, bound to its port but not yet serving.
 pub struct Application {
-    acceptor: TcpAcceptor,
+    acceptor: LimitedAcceptor<TcpAcceptor>,
     port: u16,
     state: AppState,
 }
@@ -67,6 +68,12 @@ impl Application {
             .into_acceptor()
             .await
             .map_err(|source| StartupError::Bind { addr, source })?;
+        let limits = TransportLimits {
+            max_connections: settings.http.max_connections,
+            header_read_timeout: settings.http.header_read_timeout,
+            keep_alive_timeout: settings.http.keep_alive_timeout,
+        };
+        let acceptor = LimitedAcceptor::new(acceptor, limits);
         let local_addr = acceptor
             .local_addr()
             .first()

@@ -198,6 +198,9 @@ impl ConnectionsApi {
 
 impl From<ConnectionError> for ApiError {
     fn from(err: ConnectionError) -> Self {
-        ApiError::internal(err)
+        match err {
+            ConnectionError::Store(store) => store.into(),
+            other => ApiError::internal(other),
+        }
     }
 }

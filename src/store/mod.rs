@@ -1,5 +1,8 @@
 //! Queries and mutations. Database errors are mapped here: a unique violation becomes
-//! [`StoreError::Conflict`], everything else stays a database error for the caller to log.
+//! [`StoreError::Conflict`], a database that cannot be reached or used right now (no connection
+//! within the pool's acquire timeout, a dropped connection, a lock held past SQLite's busy
+//! timeout) becomes [`StoreError::Unavailable`], and everything else stays a database error for
+//! the caller to log.
 
 pub mod connections;
 pub mod login_attempts;
@@ -16,22 +19,65 @@ pub enum StoreError {
     /// A row with the same unique key exists already.
     #[error("a conflicting row exists")]
     Conflict,
+    /// The database cannot be used right now; trying again later may work.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] DbErr),
     #[error("database error")]
     Db(#[source] DbErr),
 }
 
 impl From<DbErr> for StoreError {
     fn from(err: DbErr) -> Self {
-        match err.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(_)) => Self::Conflict,
-            _ => Self::Db(err),
+        if let Some(SqlErr::UniqueConstraintViolation(_)) = err.sql_err() {
+            return Self::Conflict;
         }
+        if is_unavailable(&err) {
+            return Self::Unavailable(err);
+        }
+        Self::Db(err)
+    }
+}
+
+/// Whether the error says the database is out of reach or busy, rather than that the query is
+/// wrong.
+fn is_unavailable(err: &DbErr) -> bool {
+    use sea_orm::{RuntimeErr, sqlx::Error as Sqlx};
+    let runtime = match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return false,
+    };
+    let RuntimeErr::SqlxError(sqlx) = runtime else {
+        return false;
+    };
+    match sqlx.as_ref() {
+        Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
+        Sqlx::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if db
+                .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+                .is_some()
+            {
+                // Busy or locked past the busy timeout, or the file failing (any extended code
+                // of SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_CANTOPEN).
+                code.parse::<i32>()
+                    .is_ok_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 14))
+            } else {
+                // PostgreSQL: connection exceptions, shutting down or not accepting connections
+                // yet, too many connections.
+                code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+            }
+        }
+        _ => false,
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        ApiError::internal(err)
+        match err {
+            StoreError::Unavailable(_) => ApiError::unavailable(err),
+            _ => ApiError::internal(err),
+        }
     }
 }
 

@@ -1,11 +1,17 @@
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
-use crate::helpers::{Backend, TestApp, assert_problem, on_both_databases, spawn_app};
+use sea_orm::{ConnectionTrait, Database};
+
+use crate::helpers::{Backend, PASSWORD, TestApp, assert_problem, on_both_databases, spawn_app};
 
 on_both_databases!(
     healthz_reports_the_process_is_up,
     readyz_reports_ready_when_the_database_answers,
     readyz_fails_while_the_database_is_unreachable_and_recovers,
+    database_backed_routes_answer_503_while_the_database_is_unusable_and_recover,
 );
 
 async fn healthz_reports_the_process_is_up(backend: Backend) {
@@ -52,6 +58,58 @@ async fn readyz_fails_while_the_database_is_unreachable_and_recovers(backend: Ba
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, 200, "readyz did not recover");
+}
+
+/// Asserts a 503 problem with `Retry-After`, answered within a bounded time.
+async fn assert_unavailable(request: impl std::future::Future<Output = reqwest::Response>) {
+    let started = Instant::now();
+    let response = request.await;
+    let took = started.elapsed();
+    assert!(response.headers().contains_key("retry-after"));
+    assert_problem(response, 503, "service_unavailable").await;
+    assert!(took < Duration::from_secs(15), "answered after {took:?}");
+}
+
+async fn database_backed_routes_answer_503_while_the_database_is_unusable_and_recover(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let user = app.signed_in("steady").await;
+    let me = || app.get_as("/api/v1/me", &user.access);
+    assert_eq!(me().await.status(), 200);
+
+    match backend {
+        Backend::Postgres => {
+            // Unreachable: every route that needs the database says so, including the bearer
+            // check itself.
+            let outage = Outage::begin(&app).await;
+            assert_unavailable(me()).await;
+            assert_unavailable(app.get_as("/api/v1/connections", &user.access)).await;
+            assert_unavailable(app.login("steady", PASSWORD)).await;
+            assert_unavailable(app.post_with_cookie("/api/v1/auth/refresh", &user.refresh)).await;
+            outage.end(&app).await;
+        }
+        Backend::Sqlite => {
+            // A lock another process holds past the busy timeout: writes cannot proceed.
+            let holder = Database::connect(app.database_url.as_str()).await.unwrap();
+            holder.execute_unprepared("BEGIN EXCLUSIVE").await.unwrap();
+            assert_unavailable(app.register("blocked", PASSWORD)).await;
+            assert_unavailable(app.login("steady", PASSWORD)).await;
+            holder.execute_unprepared("ROLLBACK").await.unwrap();
+        }
+    }
+
+    // Back without a restart.
+    let mut status = 0;
+    for _ in 0..100 {
+        status = me().await.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200, "the service did not recover");
+    assert_eq!(app.register("afterwards", PASSWORD).await.status(), 201);
 }
 
 /// Makes the application's database unusable, in the way that fits each backend.

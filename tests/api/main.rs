@@ -16,4 +16,5 @@ mod rotation;
 mod sandbox;
 mod search;
 mod shutdown;
+mod transport;
 mod web;
