@@ -20,6 +20,9 @@ pub(crate) const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// Attempts per call, the first included (the official SDK makes the same number).
 const MAX_ATTEMPTS: u32 = 3;
 const BASE_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest `Retry-After` believed; Notion's are seconds to minutes, anything longer is a
+/// broken or hostile answer and must not reach time arithmetic.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 const MAX_BACKOFF: Duration = Duration::from_secs(4);
 
 /// Why a call to Notion did not produce a usable answer.
@@ -160,7 +163,7 @@ impl NotionClient {
         deadline: Instant,
         error: NotionError,
     ) -> Result<(), NotionError> {
-        if attempt >= MAX_ATTEMPTS || Instant::now() + wait >= deadline {
+        if attempt >= MAX_ATTEMPTS || wait >= deadline.saturating_duration_since(Instant::now()) {
             return Err(error);
         }
         tokio::time::sleep(wait).await;
@@ -177,7 +180,9 @@ impl NotionClient {
         loop {
             match self.limiter.check(connection) {
                 Ok(()) => return Ok(()),
-                Err(wait) if Instant::now() + wait < deadline => tokio::time::sleep(wait).await,
+                Err(wait) if wait < deadline.saturating_duration_since(Instant::now()) => {
+                    tokio::time::sleep(wait).await
+                }
                 Err(wait) => {
                     return Err(NotionError::RateLimited {
                         retry_after: Some(wait),
@@ -198,7 +203,7 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
         .trim()
         .parse::<u64>()
         .ok()
-        .map(Duration::from_secs)
+        .map(|seconds| Duration::from_secs(seconds).min(MAX_RETRY_AFTER))
 }
 
 /// Exponential backoff with jitter: a random point in the upper half of 250 ms · 2^(n-1), at

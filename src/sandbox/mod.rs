@@ -8,7 +8,7 @@
 //! connections made before then need to be connected again.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -47,11 +47,66 @@ pub(crate) struct Sandbox {
     issued: Arc<Mutex<Issued>>,
 }
 
+/// Codes waiting to be exchanged, at most. Anyone may press Allow on the consent page, and a code
+/// lives a minute, so only a flood reaches this; it is then refused until codes expire.
+const MAX_PENDING_CODES: usize = 1_000;
+/// Live tokens of each kind, at most; the oldest are forgotten first (their connections then need
+/// connecting again, as after a restart).
+const MAX_LIVE_TOKENS: usize = 10_000;
+
 #[derive(Default)]
 struct Issued {
     codes: HashMap<String, (String, Instant)>,
-    access_tokens: HashSet<String>,
-    refresh_tokens: HashSet<String>,
+    access_tokens: LiveTokens,
+    refresh_tokens: LiveTokens,
+}
+
+impl Issued {
+    /// Keeps a new code unless too many are pending.
+    fn add_code(&mut self, code: String, redirect_uri: String, now: Instant) -> bool {
+        self.codes.retain(|_, (_, expires)| *expires > now);
+        if self.codes.len() >= MAX_PENDING_CODES {
+            return false;
+        }
+        self.codes.insert(code, (redirect_uri, now + CODE_LIFETIME));
+        true
+    }
+}
+
+/// A bounded set of tokens that forgets the oldest first.
+#[derive(Default)]
+struct LiveTokens {
+    live: HashSet<String>,
+    /// Insertion order; may still name tokens removed since, which are skipped.
+    order: VecDeque<String>,
+}
+
+impl LiveTokens {
+    fn insert(&mut self, token: String) {
+        if self.live.insert(token.clone()) {
+            self.order.push_back(token);
+        }
+        while self.live.len() > MAX_LIVE_TOKENS {
+            match self.order.pop_front() {
+                Some(oldest) => {
+                    self.live.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+        if self.order.len() > 2 * MAX_LIVE_TOKENS {
+            let live = &self.live;
+            self.order.retain(|token| live.contains(token));
+        }
+    }
+
+    fn remove(&mut self, token: &str) -> bool {
+        self.live.remove(token)
+    }
+
+    fn contains(&self, token: &str) -> bool {
+        self.live.contains(token)
+    }
 }
 
 impl Sandbox {
@@ -192,10 +247,16 @@ async fn decide(sandbox: Data<&Sandbox>, body: Body) -> Response {
             let Some(code) = random_token("sbx_code_") else {
                 return no_randomness();
             };
-            sandbox.lock().codes.insert(
-                code.clone(),
-                (sandbox.redirect_uri.clone(), Instant::now() + CODE_LIFETIME),
-            );
+            let kept =
+                sandbox
+                    .lock()
+                    .add_code(code.clone(), sandbox.redirect_uri.clone(), Instant::now());
+            if !kept {
+                return page_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "<h1>Try again in a minute</h1><p>Too many authorizations are waiting.</p>",
+                );
+            }
             query.append_pair("code", &code);
         } else {
             query.append_pair("error", "access_denied");
@@ -458,7 +519,8 @@ async fn search(sandbox: Data<&Sandbox>, req: &Request, body: Body) -> Response 
     if !ascending {
         matching.reverse();
     }
-    let end = (start + page_size as usize).min(matching.len());
+    // The cursor comes from the client: no arithmetic on it may overflow.
+    let end = start.saturating_add(page_size as usize).min(matching.len());
     let page = matching.get(start..end).unwrap_or_default();
     let has_more = end < matching.len();
     let next_cursor = has_more.then(|| URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{end}")));
@@ -618,4 +680,41 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
         .replace('\'', "&#39;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_codes_are_bounded_and_expired_ones_make_room() {
+        let mut issued = Issued::default();
+        let now = Instant::now();
+        for i in 0..MAX_PENDING_CODES {
+            assert!(issued.add_code(format!("c{i}"), "r".into(), now));
+        }
+        assert!(!issued.add_code("one more".into(), "r".into(), now));
+        assert_eq!(issued.codes.len(), MAX_PENDING_CODES);
+        let later = now + CODE_LIFETIME + Duration::from_secs(1);
+        assert!(issued.add_code("after expiry".into(), "r".into(), later));
+        assert_eq!(issued.codes.len(), 1);
+    }
+
+    #[test]
+    fn live_tokens_forget_the_oldest_and_stay_bounded() {
+        let mut tokens = LiveTokens::default();
+        for i in 0..MAX_LIVE_TOKENS + 10 {
+            tokens.insert(format!("t{i}"));
+        }
+        assert_eq!(tokens.live.len(), MAX_LIVE_TOKENS);
+        assert!(!tokens.contains("t0") && !tokens.contains("t9"));
+        assert!(tokens.contains("t10"));
+        // Churn (rotation removes what it replaces) does not grow the order queue for ever.
+        for i in 0..5 * MAX_LIVE_TOKENS {
+            let token = format!("r{i}");
+            tokens.insert(token.clone());
+            assert!(tokens.remove(&token));
+        }
+        assert!(tokens.order.len() <= 2 * MAX_LIVE_TOKENS + 1);
+    }
 }

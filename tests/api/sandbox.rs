@@ -180,6 +180,21 @@ async fn the_sandbox_search_answers_in_notions_shape(backend: Backend) {
     assert_eq!(last["next_cursor"], Value::Null);
     assert_eq!(last["has_more"], false);
 
+    // A crafted cursor far past the end is an empty last page, not an overflow.
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let crafted = URL_SAFE_NO_PAD.encode(format!("sbx:{}", usize::MAX));
+    let response = search(
+        access_token,
+        json!({ "page_size": 100, "start_cursor": crafted }),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let beyond: Value = response.json().await.unwrap();
+    assert_eq!(beyond["results"], json!([]));
+    assert_eq!(beyond["has_more"], false);
+
     let refused = search("secret_not-issued", json!({})).send().await.unwrap();
     assert_eq!(refused.status(), 401);
     let error: Value = refused.json().await.unwrap();

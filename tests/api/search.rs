@@ -302,6 +302,12 @@ async fn rate_limits_and_server_errors_are_retried_within_bounds(backend: Backen
     assert_eq!(limited.headers()["retry-after"], "120");
     assert_eq!(limited.status(), 429);
 
+    // An absurd Retry-After is clamped before any arithmetic: no overflow, no 500.
+    notion.script_search([SearchReply::json(429, Some(u64::MAX))]);
+    let limited = search(&app, &user, &id, "").await;
+    assert_eq!(limited.headers()["retry-after"], "3600");
+    assert_problem(limited, 429, "notion_rate_limited").await;
+
     // Still healthy: a normal search works.
     assert_eq!(search(&app, &user, &id, "").await.status(), 200);
 }
