@@ -15,7 +15,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{ApiTags, cookie, problem, set_cookie};
+use super::{ApiTags, cookies, problem, set_cookie};
 use crate::{
     auth::{
         BearerAuth, RefreshToken, Username,
@@ -308,11 +308,13 @@ impl AuthApi {
         if !origin_allowed(&state, req) {
             return Ok(LogoutResponse::OriginNotAllowed(origin_not_allowed()));
         }
-        if let Some(token) = cookie(req, REFRESH_COOKIE)
-            && let Some(session) =
+        // Every session whose refresh token came along ends, planted ones included.
+        for token in cookies(&state.settings, req, REFRESH_COOKIE) {
+            if let Some(session) =
                 sessions::find_by_token_hash(&state.db, &hash_token(token)).await?
-        {
-            sessions::revoke_family(&state.db, session.family_id).await?;
+            {
+                sessions::revoke_family(&state.db, session.family_id).await?;
+            }
         }
         let bearer = req
             .headers()
@@ -396,7 +398,9 @@ async fn presented_session(
     state: &AppState,
     req: &Request,
 ) -> Result<Option<session::Model>, StoreError> {
-    let Some(presented) = cookie(req, REFRESH_COOKIE) else {
+    // Two different refresh tokens mean someone planted one: rather than guess which session
+    // the person at this browser means, refuse both.
+    let [presented] = cookies(&state.settings, req, REFRESH_COOKIE)[..] else {
         return Ok(None);
     };
     let session = sessions::find_by_token_hash(&state.db, &hash_token(presented)).await?;

@@ -69,11 +69,23 @@ pub(crate) fn problem(status: StatusCode, code: &str, detail: &str) -> Json<Prob
     Json(Problem::new(status, code, title, Some(detail.to_owned())))
 }
 
-/// A `Set-Cookie` value: HttpOnly always, Secure whenever the service is served over https.
-/// An empty `value` with `max_age` 0 deletes the cookie.
+/// The name a cookie of this service has. Over https it carries the `__Secure-` prefix, which
+/// browsers accept only with the Secure attribute from a secure origin, so a plain-http page
+/// cannot plant a cookie of that name.
+pub(crate) fn cookie_name(settings: &Settings, base: &str) -> String {
+    if settings.public_url.scheme() == "https" {
+        format!("__Secure-{base}")
+    } else {
+        base.to_owned()
+    }
+}
+
+/// A `Set-Cookie` value for the cookie called `base` (see [`cookie_name`]): HttpOnly always,
+/// Secure whenever the service is served over https. An empty `value` with `max_age` 0 deletes
+/// the cookie.
 pub(crate) fn set_cookie(
     settings: &Settings,
-    name: &str,
+    base: &str,
     value: &str,
     path: &str,
     max_age: u64,
@@ -84,19 +96,27 @@ pub(crate) fn set_cookie(
     } else {
         ""
     };
+    let name = cookie_name(settings, base);
     format!(
         "{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite={same_site}{secure}"
     )
 }
 
-/// The value of cookie `name` in the request, if present and non-empty.
-pub(crate) fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.headers()
+/// Every non-empty value of the cookie called `base` in the request. A browser sends several
+/// when another page planted cookies of the same name, so callers must not simply take the
+/// first.
+pub(crate) fn cookies<'a>(settings: &Settings, req: &'a Request, base: &str) -> Vec<&'a str> {
+    let name = cookie_name(settings, base);
+    let mut values: Vec<&str> = req
+        .headers()
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, value)| *key == name && !value.is_empty())
+        .filter(|(key, value)| *key == name && !value.is_empty())
         .map(|(_, value)| value)
+        .collect();
+    values.dedup();
+    values
 }

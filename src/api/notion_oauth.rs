@@ -16,7 +16,7 @@ use poem::{Request, web::Data};
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Query, payload::Json};
 use time::OffsetDateTime;
 
-use super::{ApiTags, cookie, set_cookie};
+use super::{ApiTags, cookies, set_cookie};
 use crate::{
     auth::{BearerAuth, hash_token},
     crypto::random_token,
@@ -55,11 +55,12 @@ pub enum AuthorizeResponse {
 pub enum CallbackResponse {
     /// Back to the web app: `#/connections?connected={connection_id}` on success, or
     /// `#/connections?error={code}` with `access_denied`, `invalid_state`, `exchange_failed`,
-    /// `notion_unavailable` or `server_error`.
+    /// `notion_unavailable` or `server_error`. The binding cookie is cleared when the state
+    /// belonged to this browser's flow.
     #[oai(status = 303)]
     SeeOther(
         #[oai(header = "Location")] String,
-        #[oai(header = "Set-Cookie")] String,
+        #[oai(header = "Set-Cookie")] Option<String>,
         #[oai(header = "Cache-Control")] String,
         #[oai(header = "Referrer-Policy")] String,
     ),
@@ -119,7 +120,12 @@ impl NotionOAuthApi {
         #[oai(name = "state")] oauth_state: Query<Option<String>>,
         error: Query<Option<String>>,
     ) -> Result<CallbackResponse, ApiError> {
-        let outcome = finish(&state, req, code.0, oauth_state.0, error.0).await;
+        // A valid state is consumed whatever happens next, so it can never be replayed.
+        let flow = claim_state(&state, req, oauth_state.0.as_deref()).await;
+        // Only the callback of this browser's own flow may end it: a stray or forged callback
+        // leaves the binding of a flow in progress alone.
+        let clear_binding = flow.is_ok().then(|| binding_cookie(&state, "", 0));
+        let outcome = finish(&state, flow, code.0, error.0).await;
         let web = state.settings.web_url.as_str().trim_end_matches('/');
         let location = match outcome {
             Ok(connection_id) => format!("{web}/#/connections?connected={connection_id}"),
@@ -127,7 +133,7 @@ impl NotionOAuthApi {
         };
         Ok(CallbackResponse::SeeOther(
             location,
-            binding_cookie(&state, "", 0),
+            clear_binding,
             "no-store".to_owned(),
             "no-referrer".to_owned(),
         ))
@@ -159,13 +165,10 @@ impl CallbackError {
 
 async fn finish(
     state: &AppState,
-    req: &Request,
+    flow: Result<Flow, CallbackError>,
     code: Option<String>,
-    oauth_state: Option<String>,
     error: Option<String>,
 ) -> Result<uuid::Uuid, CallbackError> {
-    // A valid state is consumed whatever happens next, so it can never be replayed.
-    let flow = claim_state(state, req, oauth_state.as_deref()).await;
     if let Some(error) = error {
         return Err(denied(&error));
     }
@@ -248,8 +251,9 @@ async fn claim_state(
     if row.consumed_at.is_some() || row.expires_at <= OffsetDateTime::now_utc() {
         return Err(CallbackError::InvalidState);
     }
-    let same_browser = cookie(req, BINDING_COOKIE)
-        .is_some_and(|binding| constant_time_eq(&hash_token(binding), &row.binding_hash));
+    let same_browser = cookies(&state.settings, req, BINDING_COOKIE)
+        .into_iter()
+        .any(|binding| constant_time_eq(&hash_token(binding), &row.binding_hash));
     if !same_browser {
         return Err(CallbackError::InvalidState);
     }

@@ -28,6 +28,8 @@ on_both_databases!(
     weak_stored_hashes_are_upgraded_on_login,
     logout_with_only_a_bearer_token_ends_the_session,
     admin_listing_pages_through_every_user_once,
+    two_different_refresh_cookies_are_refused_and_logout_ends_both,
+    https_deployments_use_secure_prefixed_cookies,
 );
 
 async fn a_whole_session_from_registration_to_logout(backend: Backend) {
@@ -622,4 +624,105 @@ async fn admin_listing_pages_through_every_user_once(backend: Backend) {
     let forbidden = app.get_as("/api/v1/admin/users", &member.access).await;
     assert_problem(forbidden, 403, "forbidden").await;
     assert_problem(app.get("/api/v1/admin/users").await, 401, "unauthorized").await;
+}
+
+async fn two_different_refresh_cookies_are_refused_and_logout_ends_both(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let victim = app.signed_in("victim").await;
+    let planter = app.signed_in("planter").await;
+    let both = format!(
+        "nc_refresh={}; nc_refresh={}",
+        planter.refresh, victim.refresh
+    );
+    let refresh = || {
+        app.client
+            .post(app.url("/api/v1/auth/refresh"))
+            .header("cookie", both.clone())
+            .send()
+    };
+
+    // Which session would the person at this browser mean? Neither is guessed.
+    assert_problem(refresh().await.unwrap(), 401, "invalid_refresh_token").await;
+    // Nothing was rotated: the victim's own cookie alone still works.
+    let alone = app
+        .post_with_cookie("/api/v1/auth/refresh", &victim.refresh)
+        .await;
+    assert_eq!(alone.status(), 200);
+    let victim = Tokens::from_response(alone).await;
+
+    // Logging out with both ends both sessions.
+    let both = format!(
+        "nc_refresh={}; nc_refresh={}",
+        planter.refresh, victim.refresh
+    );
+    let logout = app
+        .client
+        .post(app.url("/api/v1/auth/logout"))
+        .header("cookie", both)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+    for tokens in [&planter, &victim] {
+        assert_eq!(app.get_as("/api/v1/me", &tokens.access).await.status(), 401);
+    }
+}
+
+async fn https_deployments_use_secure_prefixed_cookies(backend: Backend) {
+    let app = spawn_app_with(backend, |vars| {
+        vars.insert("PUBLIC_URL".into(), "https://connect.example.com".into());
+    })
+    .await;
+    assert_eq!(app.register("secured", PASSWORD).await.status(), 201);
+    let login = app.login("secured", PASSWORD).await;
+    assert_eq!(login.status(), 200);
+    let set_cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set_cookie.starts_with("__Secure-nc_refresh="),
+        "{set_cookie}"
+    );
+    assert!(set_cookie.contains("; Secure"), "{set_cookie}");
+    let token = set_cookie
+        .strip_prefix("__Secure-nc_refresh=")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let refresh_with = |cookie: String| {
+        app.client
+            .post(app.url("/api/v1/auth/refresh"))
+            .header("cookie", cookie)
+            .send()
+    };
+    // The unprefixed name, which any page could have planted, is not read.
+    let plain = refresh_with(format!("nc_refresh={token}")).await.unwrap();
+    assert_problem(plain, 401, "invalid_refresh_token").await;
+    let prefixed = refresh_with(format!("__Secure-nc_refresh={token}"))
+        .await
+        .unwrap();
+    assert_eq!(prefixed.status(), 200);
+    assert!(
+        prefixed.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .starts_with("__Secure-nc_refresh=")
+    );
+
+    // The OAuth binding cookie too.
+    let session: Value = prefixed.json().await.unwrap();
+    let authorize = app
+        .client
+        .post(app.url("/api/v1/notion/oauth/authorize"))
+        .bearer_auth(session["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let binding = authorize.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        binding.starts_with("__Secure-nc_oauth_binding="),
+        "{binding}"
+    );
+    assert!(binding.contains("; Secure"), "{binding}");
 }

@@ -166,6 +166,8 @@ on_both_databases!(
     the_exchange_uses_basic_auth_and_the_exact_redirect_uri,
     reauthorizing_a_workspace_updates_its_connection,
     the_sandbox_exists_only_without_notion_credentials,
+    only_the_flows_own_callback_clears_its_binding_cookie,
+    a_planted_second_binding_cookie_does_not_break_the_flow,
 );
 
 async fn connecting_a_workspace_through_the_sandbox(backend: Backend) {
@@ -574,4 +576,74 @@ async fn the_sandbox_exists_only_without_notion_credentials(backend: Backend) {
         "an unknown client gets an error page, not a redirect"
     );
     assert!(page.headers().get("location").is_none());
+}
+
+/// Sends the callback with this `Cookie` header; returns the redirect and any `Set-Cookie`.
+async fn raw_callback(app: &TestApp, query: &str, cookie: &str) -> (url::Url, Option<String>) {
+    let response = app
+        .client
+        .get(app.url(&format!("/api/v1/notion/oauth/callback?{query}")))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let set_cookie = response
+        .headers()
+        .get("set-cookie")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    (location, set_cookie)
+}
+
+async fn only_the_flows_own_callback_clears_its_binding_cookie(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.signed_in("kept").await;
+    let flow = app.start_flow(&user.access).await;
+    let cookie = format!("nc_oauth_binding={}", flow.binding);
+
+    // A forged or stray callback (another site can send the browser here) fails, and leaves
+    // this browser's flow alone.
+    let (location, cleared) = raw_callback(&app, "code=x&state=forged", &cookie).await;
+    assert_eq!(fragment_query(&location)["error"], "invalid_state");
+    assert_eq!(cleared, None, "the flow in progress keeps its cookie");
+
+    // The flow's own callback finishes it and clears the cookie.
+    let decided = app.decide(&flow, "allow").await;
+    let (location, cleared) = raw_callback(&app, decided.query().unwrap(), &cookie).await;
+    assert!(
+        fragment_query(&location).contains_key("connected"),
+        "{location}"
+    );
+    let cleared = cleared.expect("the binding cookie is cleared");
+    assert!(cleared.starts_with("nc_oauth_binding=;") && cleared.contains("Max-Age=0"));
+}
+
+async fn a_planted_second_binding_cookie_does_not_break_the_flow(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.signed_in("planted").await;
+    let flow = app.start_flow(&user.access).await;
+    let decided = app.decide(&flow, "allow").await;
+
+    // Another page planted its own cookie of the same name, which the browser sends first.
+    let cookie = format!(
+        "nc_oauth_binding=planted-by-someone; nc_oauth_binding={}",
+        flow.binding
+    );
+    let (location, _) = raw_callback(&app, decided.query().unwrap(), &cookie).await;
+    assert!(
+        fragment_query(&location).contains_key("connected"),
+        "{location}"
+    );
+
+    // A planted cookie alone still proves nothing.
+    let flow = app.start_flow(&user.access).await;
+    let decided = app.decide(&flow, "allow").await;
+    let (location, _) = raw_callback(
+        &app,
+        decided.query().unwrap(),
+        "nc_oauth_binding=planted-by-someone",
+    )
+    .await;
+    assert_eq!(fragment_query(&location)["error"], "invalid_state");
 }
