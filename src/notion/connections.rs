@@ -227,25 +227,23 @@ impl ConnectionStore {
         })
     }
 
-    /// Stores a refreshed token pair (keeping the old refresh token when Notion sent none) and
-    /// releases the refresh lease.
+    /// Stores a refreshed token pair and releases the refresh lease, if the lease `until` is
+    /// still held and the row still has the tokens it was refreshed from. False otherwise.
     pub(crate) async fn store_refreshed(
         &self,
         row: &Connection,
+        lease: OffsetDateTime,
         access: &Secret<String>,
         refresh: &Secret<String>,
-    ) -> Result<(), ConnectionError> {
+    ) -> Result<bool, ConnectionError> {
         let access = self.seal(row, SealedField::AccessToken, access.expose())?;
         let refresh = self.seal(row, SealedField::RefreshToken, refresh.expose())?;
-        connections::store_refreshed(
-            &self.db,
-            row.id,
-            access,
-            Some(refresh),
-            self.cipher.primary_key_id(),
-        )
-        .await?;
-        Ok(())
+        let refreshed = connections::Refreshed {
+            access_token: access,
+            refresh_token: refresh,
+            key_id: self.cipher.primary_key_id(),
+        };
+        Ok(connections::store_refreshed(&self.db, row, lease, refreshed).await?)
     }
 
     pub(crate) fn db(&self) -> &DatabaseConnection {

@@ -23,8 +23,9 @@ use super::{
 };
 use crate::{secret::Secret, store::connections};
 
-/// How long a refresh lease lasts if its holder dies mid-way.
-const LEASE: time::Duration = time::Duration::seconds(30);
+/// How much longer than the longest refresh call (`NOTION_TIMEOUT`) a lease lasts. A holder
+/// that dies mid-way blocks refreshes of its connection for that long.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
 const LEASE_POLL: Duration = Duration::from_millis(100);
 
 /// Per-connection refresh mutexes of this process.
@@ -68,7 +69,10 @@ impl Connections {
                 connections::mark_needs_reauth(db, id).await?;
                 return Err(SearchError::NeedsReauth);
             };
-            let until = OffsetDateTime::now_utc() + LEASE;
+            // Whole seconds, so the value reads back exactly on every database.
+            let until = (OffsetDateTime::now_utc() + self.refresh_wait() + LEASE_MARGIN)
+                .replace_nanosecond(0)
+                .unwrap_or_else(|_| OffsetDateTime::now_utc());
             if !connections::claim_refresh_lease(db, id, &row.access_token, until).await? {
                 // Another instance is refreshing, or has just stored a new token: look again.
                 if Instant::now() + LEASE_POLL >= deadline {
@@ -80,9 +84,15 @@ impl Connections {
             return match self.oauth().refresh(&refresh_token).await {
                 Ok(grant) => {
                     let refresh = grant.refresh_token.as_ref().unwrap_or(&refresh_token);
-                    store
-                        .store_refreshed(&row, &grant.access_token, refresh)
+                    let stored = store
+                        .store_refreshed(&row, until, &grant.access_token, refresh)
                         .await?;
+                    if !stored {
+                        // The lease ran out and someone else holds it now: what they store wins,
+                        // and the connection is not blamed.
+                        tracing::warn!(connection_id = %id, "the refresh lease was lost; the refreshed tokens were discarded");
+                        continue;
+                    }
                     tracing::info!(connection_id = %id, "refreshed a Notion access token");
                     Ok(grant.access_token)
                 }
@@ -93,7 +103,7 @@ impl Connections {
                 }
                 Err(e) => {
                     tracing::warn!(connection_id = %id, error = %crate::error::Chain(&e), "refreshing failed");
-                    let _ = connections::release_refresh_lease(db, id).await;
+                    let _ = connections::release_refresh_lease(db, id, until).await;
                     Err(SearchError::Refresh(e))
                 }
             };

@@ -195,9 +195,11 @@ pub async fn claim_refresh_lease(
     Ok(result.rows_affected == 1)
 }
 
+/// Gives back the refresh lease `lease`, if it is still the caller's.
 pub(crate) async fn release_refresh_lease(
     db: &impl ConnectionTrait,
     id: Uuid,
+    lease: OffsetDateTime,
 ) -> Result<(), StoreError> {
     Entity::update_many()
         .col_expr(
@@ -205,33 +207,44 @@ pub(crate) async fn release_refresh_lease(
             Option::<OffsetDateTime>::None.into(),
         )
         .filter(Column::Id.eq(id))
+        .filter(Column::RefreshingUntil.eq(lease))
         .exec(db)
         .await?;
     Ok(())
 }
 
-/// Stores a refreshed token pair in one statement and releases the lease.
+/// A refreshed, sealed token pair.
+pub(crate) struct Refreshed<'a> {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub key_id: &'a str,
+}
+
+/// Stores a refreshed token pair and releases the lease, in one statement, only while the
+/// caller's lease (`lease`) is still the row's and the row still holds the access token that was
+/// refreshed. True when stored.
 pub(crate) async fn store_refreshed(
     db: &impl ConnectionTrait,
-    id: Uuid,
-    access_token: String,
-    refresh_token: Option<String>,
-    key_id: &str,
-) -> Result<(), StoreError> {
-    Entity::update_many()
-        .col_expr(Column::AccessToken, access_token.into())
-        .col_expr(Column::RefreshToken, refresh_token.into())
-        .col_expr(Column::KeyId, key_id.into())
+    row: &Model,
+    lease: OffsetDateTime,
+    refreshed: Refreshed<'_>,
+) -> Result<bool, StoreError> {
+    let result = Entity::update_many()
+        .col_expr(Column::AccessToken, refreshed.access_token.into())
+        .col_expr(Column::RefreshToken, Some(refreshed.refresh_token).into())
+        .col_expr(Column::KeyId, refreshed.key_id.into())
         .col_expr(Column::Status, ACTIVE.into())
         .col_expr(Column::UpdatedAt, OffsetDateTime::now_utc().into())
         .col_expr(
             Column::RefreshingUntil,
             Option::<OffsetDateTime>::None.into(),
         )
-        .filter(Column::Id.eq(id))
+        .filter(Column::Id.eq(row.id))
+        .filter(Column::AccessToken.eq(row.access_token.clone()))
+        .filter(Column::RefreshingUntil.eq(lease))
         .exec(db)
         .await?;
-    Ok(())
+    Ok(result.rows_affected == 1)
 }
 
 pub(crate) async fn mark_needs_reauth(

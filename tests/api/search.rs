@@ -59,6 +59,7 @@ on_both_databases!(
     an_expired_token_is_refreshed_once_for_many_concurrent_searches,
     a_connection_without_a_refresh_token_needs_reauthorization,
     two_instances_on_one_database_refresh_once,
+    refreshed_tokens_are_stored_only_while_the_lease_is_held,
 );
 
 async fn paging_through_the_sandbox_returns_every_item_exactly_once(backend: Backend) {
@@ -482,5 +483,66 @@ async fn two_instances_on_one_database_refresh_once(backend: Backend) {
         notion.refresh_calls(),
         1,
         "one refresh across both instances"
+    );
+}
+
+async fn refreshed_tokens_are_stored_only_while_the_lease_is_held(backend: Backend) {
+    use sea_orm::{ActiveModelTrait, Set};
+
+    let notion = MockNotion::start(grant()).await;
+    let (app, user, id) = connected_to_mock(backend, &notion, grant()).await;
+    let load = || async {
+        notion_connection::Entity::find()
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let before = load().await;
+    notion.expire_access_token();
+
+    let searching = tokio::spawn({
+        let request = app
+            .client
+            .get(app.url(&format!("/api/v1/connections/{id}/search")))
+            .bearer_auth(&user.access);
+        async move { request.send().await.unwrap().status().as_u16() }
+    });
+    // The lease is taken for longer than a refresh can take (NOTION_TIMEOUT is 3 s here)...
+    let leased = loop {
+        let row = load().await;
+        if let Some(until) = row.refreshing_until {
+            break (row, until);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let (row, until) = leased;
+    let remaining = until - time::OffsetDateTime::now_utc();
+    assert!(
+        remaining > time::Duration::seconds(30),
+        "lease of {remaining}"
+    );
+
+    // ...and while the refresh is under way, the lease passes to someone else (as if this one
+    // had run out).
+    let theirs = time::OffsetDateTime::from_unix_timestamp(
+        (time::OffsetDateTime::now_utc() + time::Duration::hours(1)).unix_timestamp(),
+    )
+    .unwrap();
+    let mut taken: notion_connection::ActiveModel = row.into();
+    taken.refreshing_until = Set(Some(theirs));
+    taken.update(&app.db).await.unwrap();
+
+    // The refreshed pair is discarded: the row keeps what it had and is not blamed.
+    let status = searching.await.unwrap();
+    assert_eq!(notion.refresh_calls(), 1);
+    let after = load().await;
+    assert_eq!(after.access_token, before.access_token);
+    assert_eq!(after.refresh_token, before.refresh_token);
+    assert_eq!(after.refreshing_until, Some(theirs), "their lease stands");
+    assert_eq!(after.status, "active");
+    assert_eq!(
+        status, 504,
+        "it waited for the other holder until its deadline"
     );
 }
