@@ -225,11 +225,7 @@ impl TokenCipher {
         self.ring.primary().0.as_str()
     }
 
-    pub(crate) fn encrypt(
-        &self,
-        plaintext: &str,
-        binding: Binding<'_>,
-    ) -> Result<String, CryptoError> {
+    pub fn encrypt(&self, plaintext: &str, binding: Binding<'_>) -> Result<String, CryptoError> {
         let (kid, key) = self.ring.primary();
         let nonce = random_bytes::<NONCE_LEN>().map_err(CryptoError::Random)?;
         let aad = binding.associated_data();

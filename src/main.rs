@@ -145,11 +145,19 @@ async fn run(command: Option<Command>, settings: Settings) -> Result<(), Box<dyn
             db::migrate(&db).await?;
             let cipher = std::sync::Arc::new(TokenCipher::new(settings.token_keys.clone()));
             let store = ConnectionStore::new(db, cipher.clone());
-            let rewritten = store.reseal_with_primary_key(100, None).await?;
+            let done = store.reseal_with_primary_key(100, None).await?;
             println!(
-                "re-encrypted {rewritten} connection(s) with key '{}'",
+                "re-encrypted {} connection(s) with key '{}'",
+                done.rewritten,
                 cipher.primary_key_id()
             );
+            if done.unreadable > 0 {
+                println!(
+                    "{} connection(s) could not be decrypted with their key and were left as they \
+                     are; they must be connected again",
+                    done.unreadable
+                );
+            }
         }
         Some(Command::CreateUser { username, admin }) => {
             let db = db::connect(&settings.database_url).await?;

@@ -22,6 +22,9 @@ pub enum ConnectionStatus {
     Active,
     /// Notion no longer accepts the tokens; connect the workspace again.
     NeedsReauth,
+    /// The stored tokens can no longer be decrypted (an encryption key was removed, or the data
+    /// was altered); connect the workspace again.
+    Unreadable,
 }
 
 /// Who authorized the connection in Notion.
@@ -90,10 +93,10 @@ impl From<OwnedConnection> for Connection {
 }
 
 pub(crate) fn status_of(row: &Row) -> ConnectionStatus {
-    if row.status == connections::NEEDS_REAUTH {
-        ConnectionStatus::NeedsReauth
-    } else {
-        ConnectionStatus::Active
+    match row.status.as_str() {
+        connections::NEEDS_REAUTH => ConnectionStatus::NeedsReauth,
+        connections::UNREADABLE => ConnectionStatus::Unreadable,
+        _ => ConnectionStatus::Active,
     }
 }
 

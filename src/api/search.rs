@@ -131,8 +131,8 @@ pub enum SearchResponse {
     /// No such connection among yours (`not_found`).
     #[oai(status = 404, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
-    /// Notion no longer accepts the connection; connect the workspace again
-    /// (`connection_needs_reauth`).
+    /// Notion no longer accepts the connection (`connection_needs_reauth`), or its stored tokens
+    /// can no longer be decrypted (`connection_unreadable`); connect the workspace again.
     #[oai(status = 409, content_type = "application/problem+json")]
     NeedsReauth(Json<Problem>),
     /// A parameter is invalid (`invalid_parameter`).
@@ -274,7 +274,13 @@ fn failure(error: SearchError) -> Result<SearchResponse, ApiError> {
             "notion_timeout",
             "Notion did not answer in time; try again later.",
         )),
-        SearchError::Notion(_) | SearchError::Refresh(_) | SearchError::Unreadable(_) => {
+        SearchError::Undecryptable => SearchResponse::NeedsReauth(problem(
+            StatusCode::CONFLICT,
+            "connection_unreadable",
+            "This connection's stored tokens can no longer be decrypted; connect the workspace \
+             again.",
+        )),
+        SearchError::Notion(_) | SearchError::Refresh(_) | SearchError::Malformed(_) => {
             notion_error()
         }
         SearchError::Failed(cause) => return Err(cause.into()),

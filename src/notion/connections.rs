@@ -6,7 +6,11 @@
 //! adds the calls to Notion. Request handlers and the `rotate-keys` command only translate their
 //! outcomes.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use time::OffsetDateTime;
@@ -48,6 +52,8 @@ pub enum ConnectionError {
     },
     #[error("writing the owner of a connection")]
     Owner(#[source] serde_json::Error),
+    #[error("key '{0}' seals stored connections but is not in TOKEN_ENCRYPTION_KEYS")]
+    MissingKey(String),
 }
 
 /// Why a search gave no results.
@@ -62,7 +68,10 @@ pub(crate) enum SearchError {
     #[error("refreshing the access token")]
     Refresh(#[source] ExchangeError),
     #[error("reading Notion's search results")]
-    Unreadable(#[source] serde_json::Error),
+    Malformed(#[source] serde_json::Error),
+    /// The connection's sealed tokens do not open; connecting again fixes it.
+    #[error("the connection's tokens cannot be decrypted")]
+    Undecryptable,
     #[error(transparent)]
     Failed(#[from] ConnectionError),
 }
@@ -91,11 +100,20 @@ pub(crate) enum Completed {
 pub struct ConnectionStore {
     db: DatabaseConnection,
     cipher: Arc<TokenCipher>,
+    /// Rows already reported as unreadable by this process.
+    reported: Arc<Mutex<HashSet<Uuid>>>,
 }
+
+/// Reported rows remembered at most; past that the memory starts over (and reports again).
+const MAX_REPORTED: usize = 10_000;
 
 impl ConnectionStore {
     pub fn new(db: DatabaseConnection, cipher: Arc<TokenCipher>) -> Self {
-        Self { db, cipher }
+        Self {
+            db,
+            cipher,
+            reported: Arc::default(),
+        }
     }
 
     fn seal(
@@ -128,6 +146,23 @@ impl ConnectionStore {
         self.open(row, SealedField::AccessToken, &row.access_token)
     }
 
+    /// A secret of `row` opened for a search, or the search's answer when it did not open:
+    /// the row is then marked unreadable.
+    pub(crate) async fn opened<T>(
+        &self,
+        row: &Connection,
+        opened: Result<T, ConnectionError>,
+    ) -> Result<T, SearchError> {
+        match opened {
+            Ok(value) => Ok(value),
+            Err(error @ ConnectionError::Unreadable { .. }) => {
+                self.report_unreadable(row, &error);
+                Err(SearchError::Undecryptable)
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
     pub(crate) fn refresh_token(
         &self,
         row: &Connection,
@@ -138,14 +173,62 @@ impl ConnectionStore {
             .transpose()
     }
 
-    fn owned(&self, row: Connection) -> Result<OwnedConnection, ConnectionError> {
+    /// The access token and the owner's e-mail of a row, after checking that every sealed
+    /// value of it opens.
+    pub(crate) fn open_all(
+        &self,
+        row: &Connection,
+    ) -> Result<(Secret<String>, Option<Secret<String>>), ConnectionError> {
+        let access = self.access_token(row)?;
+        self.refresh_token(row)?;
+        let email = row
+            .owner_email
+            .as_deref()
+            .map(|sealed| self.open(row, SealedField::OwnerEmail, sealed))
+            .transpose()?;
+        Ok((access, email))
+    }
+
+    /// The row with its owner. A row with a sealed value that does not open is shown as
+    /// unreadable, without its e-mail, instead of failing the request.
+    async fn owned(&self, mut row: Connection) -> Result<OwnedConnection, ConnectionError> {
         let mut owner: Owner = serde_json::from_str(&row.owner).unwrap_or_default();
-        if let Some(sealed) = row.owner_email.as_deref() {
-            let email = self.open(&row, SealedField::OwnerEmail, sealed)?;
-            let user = owner.user.get_or_insert_with(Default::default);
-            user.person.get_or_insert_with(Default::default).email = Some(email.expose().clone());
+        match self.open_all(&row) {
+            Ok((_, Some(email))) => {
+                let user = owner.user.get_or_insert_with(Default::default);
+                user.person.get_or_insert_with(Default::default).email =
+                    Some(email.expose().clone());
+            }
+            Ok((_, None)) => {}
+            Err(error @ ConnectionError::Unreadable { .. }) => {
+                self.report_unreadable(&row, &error);
+                row.status = connections::UNREADABLE.to_owned();
+            }
+            Err(other) => return Err(other),
         }
         Ok(OwnedConnection { row, owner })
+    }
+
+    /// Reports that a row's secrets do not open, once per row and process. The row is not
+    /// changed: if a key was only missing from the ring, putting it back makes the row work
+    /// again; otherwise connecting the workspace again replaces its secrets.
+    pub(crate) fn report_unreadable(&self, row: &Connection, error: &ConnectionError) {
+        let first = {
+            let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+            if reported.len() >= MAX_REPORTED {
+                reported.clear();
+            }
+            reported.insert(row.id)
+        };
+        if first {
+            tracing::error!(
+                event = "decryption_failed",
+                connection_id = %row.id,
+                user_id = %row.user_id,
+                error = %crate::error::Chain(error),
+                "a connection's secrets could not be decrypted; it must be connected again"
+            );
+        }
     }
 
     /// The user's connections, oldest first.
@@ -153,11 +236,11 @@ impl ConnectionStore {
         &self,
         user_id: Uuid,
     ) -> Result<Vec<OwnedConnection>, ConnectionError> {
-        connections::list_for_user(&self.db, user_id)
-            .await?
-            .into_iter()
-            .map(|row| self.owned(row))
-            .collect()
+        let mut owned = Vec::new();
+        for row in connections::list_for_user(&self.db, user_id).await? {
+            owned.push(self.owned(row).await?);
+        }
+        Ok(owned)
     }
 
     /// One of the user's connections; another user's is `None`, like a missing one.
@@ -166,10 +249,10 @@ impl ConnectionStore {
         user_id: Uuid,
         id: Uuid,
     ) -> Result<Option<OwnedConnection>, ConnectionError> {
-        connections::find_for_user(&self.db, user_id, id)
-            .await?
-            .map(|row| self.owned(row))
-            .transpose()
+        match connections::find_for_user(&self.db, user_id, id).await? {
+            Some(row) => Ok(Some(self.owned(row).await?)),
+            None => Ok(None),
+        }
     }
 
     /// Ends the claimed OAuth flow `state_id` and stores what Notion granted, in one
@@ -251,56 +334,86 @@ impl ConnectionStore {
     }
 
     /// Re-encrypts, `batch` rows at a time, every connection not sealed with the first key of the
-    /// ring; stops after `max_batches` batches when given. Returns how many rows were rewritten.
+    /// ring; stops after `max_batches` batches when given.
     ///
     /// Each row is rewritten by one conditional UPDATE, so the job can be stopped at any moment
     /// and run again: rows already sealed with the first key are skipped, and a row that changed
-    /// meanwhile (a re-authorization seals with the first key anyway) is left as it is.
+    /// meanwhile (a re-authorization seals with the first key anyway) is left as it is. A row
+    /// that does not open with its own key is reported and skipped, so it cannot hold the
+    /// rotation up; a key missing from the ring stops the rotation.
     pub async fn reseal_with_primary_key(
         &self,
         batch: u64,
         max_batches: Option<u64>,
-    ) -> Result<u64, ConnectionError> {
+    ) -> Result<Resealed, ConnectionError> {
         let primary = self.cipher.primary_key_id().to_owned();
-        let mut rewritten = 0;
+        let mut done = Resealed::default();
+        let mut after = None;
         let mut batches = 0;
         while max_batches.is_none_or(|max| batches < max) {
-            let rows = connections::sealed_with_other_keys(&self.db, &primary, batch).await?;
-            if rows.is_empty() {
+            let rows =
+                connections::sealed_with_other_keys(&self.db, &primary, after, batch).await?;
+            let Some(last) = rows.last() else {
                 break;
-            }
+            };
+            after = Some(last.id);
             for row in &rows {
-                let reseal = |field, sealed: &str| {
-                    let plain = self.open(row, field, sealed)?;
-                    self.seal(row, field, plain.expose())
-                };
-                let access_token = reseal(SealedField::AccessToken, &row.access_token)?;
-                let refresh_token = row
-                    .refresh_token
-                    .as_deref()
-                    .map(|sealed| reseal(SealedField::RefreshToken, sealed))
-                    .transpose()?;
-                let owner_email = row
-                    .owner_email
-                    .as_deref()
-                    .map(|sealed| reseal(SealedField::OwnerEmail, sealed))
-                    .transpose()?;
-                let sealed = connections::reseal(
-                    &self.db,
-                    row,
-                    access_token,
-                    refresh_token,
-                    owner_email,
-                    &primary,
-                );
-                if sealed.await? {
-                    rewritten += 1;
+                match self.resealed(row) {
+                    Ok((access, refresh, email)) => {
+                        let sealed =
+                            connections::reseal(&self.db, row, access, refresh, email, &primary);
+                        if sealed.await? {
+                            done.rewritten += 1;
+                        }
+                    }
+                    // A key missing from the ring is a configuration mistake: stop, nothing is
+                    // lost. A row that fails with the right key is damaged: skip it.
+                    Err(ConnectionError::Unreadable {
+                        source: CryptoError::UnknownKey(kid),
+                        ..
+                    }) => return Err(ConnectionError::MissingKey(kid)),
+                    Err(error @ ConnectionError::Unreadable { .. }) => {
+                        self.report_unreadable(row, &error);
+                        done.unreadable += 1;
+                    }
+                    Err(other) => return Err(other),
                 }
             }
             batches += 1;
         }
-        Ok(rewritten)
+        Ok(done)
     }
+
+    /// The row's sealed values, opened and sealed again with the first key.
+    fn resealed(
+        &self,
+        row: &Connection,
+    ) -> Result<(String, Option<String>, Option<String>), ConnectionError> {
+        let reseal = |field, sealed: &str| {
+            let plain = self.open(row, field, sealed)?;
+            self.seal(row, field, plain.expose())
+        };
+        Ok((
+            reseal(SealedField::AccessToken, &row.access_token)?,
+            row.refresh_token
+                .as_deref()
+                .map(|sealed| reseal(SealedField::RefreshToken, sealed))
+                .transpose()?,
+            row.owner_email
+                .as_deref()
+                .map(|sealed| reseal(SealedField::OwnerEmail, sealed))
+                .transpose()?,
+        ))
+    }
+}
+
+/// What a key rotation did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Resealed {
+    /// Rows now sealed with the first key.
+    pub rewritten: u64,
+    /// Rows that did not open with their key (damaged), left as they were.
+    pub unreadable: u64,
 }
 
 /// The service: stored connections, and Notion's API and OAuth endpoints to use them with.
@@ -360,7 +473,7 @@ impl Connections {
         if row.status == connections::NEEDS_REAUTH {
             return Err(SearchError::NeedsReauth);
         }
-        let token = self.store.access_token(&row)?;
+        let (token, _) = self.store.opened(&row, self.store.open_all(&row)).await?;
         let mut outcome = self.api.search(row.id, token.expose(), request).await;
         if matches!(outcome, Err(NotionError::Unauthorized)) {
             let fresh = self.fresh_token(row.id, &token).await?;
@@ -376,7 +489,7 @@ impl Connections {
         })?;
         let page = search::parse(&raw).map_err(|e| {
             tracing::warn!(connection_id = %row.id, error = %e, "unreadable search response");
-            SearchError::Unreadable(e)
+            SearchError::Malformed(e)
         })?;
         // One-minute resolution is plenty, and spares a write on most searches.
         let stale = row
@@ -411,8 +524,10 @@ impl Connections {
                     }
                 });
             }
-            Err(e) => tracing::warn!(
+            Err(e) => tracing::error!(
+                event = "decryption_failed",
                 connection_id = %row.id,
+                user_id = %row.user_id,
                 error = %crate::error::Chain(&e),
                 "a deleted connection's token could not be opened for revocation"
             ),

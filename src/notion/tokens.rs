@@ -61,11 +61,11 @@ impl Connections {
             if row.status == connections::NEEDS_REAUTH {
                 return Err(SearchError::NeedsReauth);
             }
-            let current = store.access_token(&row)?;
+            let current = store.opened(&row, store.access_token(&row)).await?;
             if current.expose() != rejected.expose() {
                 return Ok(current);
             }
-            let Some(refresh_token) = store.refresh_token(&row)? else {
+            let Some(refresh_token) = store.opened(&row, store.refresh_token(&row)).await? else {
                 connections::mark_needs_reauth(db, id).await?;
                 return Err(SearchError::NeedsReauth);
             };

@@ -10,6 +10,9 @@ use crate::entity::notion_connection::{self, ActiveModel, Column, Entity, Model}
 
 pub(crate) const ACTIVE: &str = "active";
 pub(crate) const NEEDS_REAUTH: &str = "needs_reauth";
+/// Never stored: what a row is shown as while a sealed value of it does not open (a key left
+/// the ring, or the row was altered). Connecting the workspace again replaces everything.
+pub(crate) const UNREADABLE: &str = "unreadable";
 
 /// Everything about a connection except its identity and timestamps, with secrets already
 /// encrypted.
@@ -131,14 +134,16 @@ pub(crate) async fn page(
 pub(crate) async fn sealed_with_other_keys(
     db: &impl ConnectionTrait,
     key_id: &str,
+    after: Option<Uuid>,
     limit: u64,
 ) -> Result<Vec<Model>, StoreError> {
-    Ok(Entity::find()
+    let mut query = Entity::find()
         .filter(Column::KeyId.ne(key_id))
-        .order_by_asc(Column::Id)
-        .limit(limit)
-        .all(db)
-        .await?)
+        .order_by_asc(Column::Id);
+    if let Some(after) = after {
+        query = query.filter(Column::Id.gt(after));
+    }
+    Ok(query.limit(limit).all(db).await?)
 }
 
 /// Replaces a row's ciphertexts if they are still the ones that were read (`expected_key_id`),

@@ -20,6 +20,7 @@ on_both_databases!(
     tokens_and_emails_are_never_stored_in_clear,
     a_ciphertext_moved_to_another_row_does_not_decrypt,
     admin_connection_listing_pages_through_every_connection_once,
+    an_unreadable_connection_is_shown_as_such_and_the_rest_keeps_working,
 );
 
 async fn another_users_connection_is_not_found(backend: Backend) {
@@ -154,16 +155,19 @@ async fn a_ciphertext_moved_to_another_row_does_not_decrypt(backend: Backend) {
     let victim = load(&first_id).await.unwrap().unwrap();
     let attacker = load(&second_id).await.unwrap().unwrap();
 
-    // Copy the victim's e-mail ciphertext into the attacker's row: the API must fail, not leak.
+    // Copy the victim's e-mail ciphertext into the attacker's row: it does not open, so the
+    // row shows as unreadable, without the e-mail, and nothing leaks.
     let mut row: notion_connection::ActiveModel = attacker.clone().into();
     row.owner_email = Set(victim.owner_email.clone());
     row.update(&app.db).await.unwrap();
     let response = app
         .get_as(&format!("/api/v1/connections/{second_id}"), &second.access)
         .await;
-    assert_eq!(response.status(), 500);
+    assert_eq!(response.status(), 200);
     let body = response.text().await.unwrap();
     assert!(!body.contains("sandbox.user@example.com"));
+    let shown: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(shown["status"], "unreadable");
 
     let cipher = TokenCipher::new(KeyRing::parse(TEST_KEYS).unwrap());
     let moved = cipher.decrypt(
@@ -259,4 +263,80 @@ async fn admin_connection_listing_pages_through_every_connection_once(backend: B
         .get_as("/api/v1/admin/connections", &member.access)
         .await;
     assert_problem(forbidden, 403, "forbidden").await;
+}
+
+async fn an_unreadable_connection_is_shown_as_such_and_the_rest_keeps_working(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.signed_in("keys").await;
+    let id = app.connect_sandbox(&user.access).await;
+    // A second connection of the same user, as another integration would make.
+    let row = notion_connection::Entity::find()
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let ours = TokenCipher::new(KeyRing::parse(TEST_KEYS).unwrap());
+    let seal = |field, plain: &str| {
+        ours.encrypt(plain, Binding::new(row.user_id, "another-bot", field))
+            .unwrap()
+    };
+    let sound = notion_connection::ActiveModel {
+        id: Set(uuid::Uuid::now_v7()),
+        bot_id: Set("another-bot".into()),
+        access_token: Set(seal(SealedField::AccessToken, "secret_other")),
+        refresh_token: Set(Some(seal(SealedField::RefreshToken, "nrt_other"))),
+        owner_email: Set(None),
+        ..row.clone().into()
+    };
+    notion_connection::Entity::insert(sound)
+        .exec(&app.db)
+        .await
+        .unwrap();
+
+    // The first one's e-mail was sealed with a key that has since left the ring.
+    let other_ring = TokenCipher::new(
+        KeyRing::parse("gone:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=").unwrap(),
+    );
+    let foreign = other_ring
+        .encrypt(
+            "owner@example.com",
+            Binding::new(row.user_id, &row.bot_id, SealedField::OwnerEmail),
+        )
+        .unwrap();
+    let mut broken: notion_connection::ActiveModel = row.into();
+    broken.owner_email = Set(Some(foreign));
+    broken.update(&app.db).await.unwrap();
+
+    let list: Value = app
+        .get_as("/api/v1/connections", &user.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let statuses: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["unreadable", "active"], "{list}");
+
+    let search = app
+        .get_as(&format!("/api/v1/connections/{id}/search"), &user.access)
+        .await;
+    assert_problem(search, 409, "connection_unreadable").await;
+
+    // Connecting the workspace again seals everything afresh.
+    assert_eq!(app.connect_sandbox(&user.access).await, id);
+    let fixed: Value = app
+        .get_as(&format!("/api/v1/connections/{id}"), &user.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fixed["status"], "active");
+    let search = app
+        .get_as(&format!("/api/v1/connections/{id}/search"), &user.access)
+        .await;
+    assert_eq!(search.status(), 200);
 }

@@ -13,6 +13,7 @@ use crate::helpers::{Backend, TEST_KEYS, TestApp, on_both_databases, spawn_app};
 on_both_databases!(
     rotation_interrupted_half_way_and_restarted_keeps_every_token_readable,
     the_rotate_keys_command_is_idempotent,
+    a_damaged_row_is_skipped_and_the_rotation_finishes,
 );
 
 fn new_ring() -> String {
@@ -68,7 +69,14 @@ async fn rotation_interrupted_half_way_and_restarted_keeps_every_token_readable(
     let rotating = Arc::new(TokenCipher::new(KeyRing::parse(&new_ring()).unwrap()));
     let store = ConnectionStore::new(app.db.clone(), rotating.clone());
     // Stopped after one batch of one row, as if the process had been killed.
-    assert_eq!(store.reseal_with_primary_key(1, Some(1)).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .reseal_with_primary_key(1, Some(1))
+            .await
+            .unwrap()
+            .rewritten,
+        1
+    );
     let rows = notion_connection::Entity::find()
         .all(&app.db)
         .await
@@ -77,8 +85,22 @@ async fn rotation_interrupted_half_way_and_restarted_keeps_every_token_readable(
     // Mixed rows still open with the full ring.
     assert_eq!(open_all(&app, &rotating).await, before);
 
-    assert_eq!(store.reseal_with_primary_key(1, None).await.unwrap(), 2);
-    assert_eq!(store.reseal_with_primary_key(1, None).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .reseal_with_primary_key(1, None)
+            .await
+            .unwrap()
+            .rewritten,
+        2
+    );
+    assert_eq!(
+        store
+            .reseal_with_primary_key(1, None)
+            .await
+            .unwrap()
+            .rewritten,
+        0
+    );
 
     let only_new =
         TokenCipher::new(KeyRing::parse(&format!("new:{}", STANDARD.encode([42u8; 32]))).unwrap());
@@ -134,5 +156,39 @@ async fn the_rotate_keys_command_is_idempotent(backend: Backend) {
     assert!(
         !missing_key.status.success(),
         "rows sealed with an unknown key are an error"
+    );
+}
+
+async fn a_damaged_row_is_skipped_and_the_rotation_finishes(backend: Backend) {
+    use sea_orm::{ActiveModelTrait, Set};
+
+    let app = spawn_app(backend).await;
+    connect_three(&app).await;
+    let rows = notion_connection::Entity::find()
+        .order_by_asc(notion_connection::Column::Id)
+        .all(&app.db)
+        .await
+        .unwrap();
+    // The middle row's access token was altered: it no longer authenticates under its key.
+    let mut envelope = STANDARD.decode(&rows[1].access_token).unwrap();
+    *envelope.last_mut().unwrap() ^= 1;
+    let mut damaged: notion_connection::ActiveModel = rows[1].clone().into();
+    damaged.access_token = Set(STANDARD.encode(envelope));
+    damaged.update(&app.db).await.unwrap();
+
+    let rotating = Arc::new(TokenCipher::new(KeyRing::parse(&new_ring()).unwrap()));
+    let store = ConnectionStore::new(app.db.clone(), rotating);
+    let done = store.reseal_with_primary_key(1, None).await.unwrap();
+    assert_eq!((done.rewritten, done.unreadable), (2, 1));
+    let after = notion_connection::Entity::find()
+        .order_by_asc(notion_connection::Column::Id)
+        .all(&app.db)
+        .await
+        .unwrap();
+    let keys: Vec<&str> = after.iter().map(|r| r.key_id.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["new", "test1", "new"],
+        "the damaged row is left as it was"
     );
 }

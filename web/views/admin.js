@@ -3,7 +3,7 @@
 import * as api from "../api.js";
 import { h, message, plural, replace, timeElement } from "../dom.js";
 
-const STATUS = { active: "Active", needs_reauth: "Needs reconnecting" };
+const STATUS = { active: "Active", needs_reauth: "Needs reconnecting", unreadable: "Unreadable" };
 
 export function render({ main, user }) {
   document.title = "Admin · notion-connect";

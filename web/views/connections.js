@@ -100,7 +100,7 @@ export function render({ main, params, notice }) {
           ),
         ),
         h("div", { class: "row-actions" },
-          connection.status === "needs_reauth"
+          connection.status === "needs_reauth" || connection.status === "unreadable"
             ? connectButton("Reconnect", showError)
             : h("a", {
               class: "button primary small",
@@ -184,6 +184,8 @@ function statusBadge(status) {
       return h("span", { class: "badge active" }, "Active");
     case "needs_reauth":
       return h("span", { class: "badge attention" }, "Needs reconnecting");
+    case "unreadable":
+      return h("span", { class: "badge attention", title: "Its stored tokens can no longer be decrypted" }, "Needs reconnecting");
     default:
       return h("span", { class: "badge attention" }, status.replaceAll("_", " "));
   }

@@ -163,8 +163,10 @@ export function render({ main, id, params }) {
       case "notion_error":
         return message("error", h("p", {}, "Notion answered with an error. Try again in a moment."), { actions: [retry] });
       case "connection_needs_reauth":
-        return message("warning", h("p", {}, "Notion no longer accepts this connection, so it cannot be searched. " +
-          "Reconnect the workspace to continue."), {
+      case "connection_unreadable":
+        return message("warning", h("p", {}, error.code === "connection_unreadable"
+          ? "This connection's stored tokens can no longer be read, so it cannot be searched. Reconnect the workspace to continue."
+          : "Notion no longer accepts this connection, so it cannot be searched. Reconnect the workspace to continue."), {
           actions: [connectButton("Reconnect", (failure) => replace(problem, message("error", failure.message)))],
         });
       case "not_found":
