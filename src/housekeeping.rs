@@ -1,5 +1,6 @@
-//! Periodic clean-up of rows that have stopped meaning anything: expired refresh tokens, expired
-//! OAuth states, and failed-login counts nobody has added to for a day. Each is one indexed
+//! Periodic clean-up of rows that have stopped meaning anything: expired refresh tokens and the
+//! families they leave empty, expired OAuth states, and failed-login counts nobody has added to
+//! for a day. Each is one indexed
 //! `DELETE`; a failed sweep is logged and tried again at the next tick.
 
 use std::time::Duration;
@@ -24,6 +25,7 @@ pub(crate) const KEEP_EXPIRED_STATES: time::Duration = time::Duration::hours(1);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Swept {
     pub sessions: u64,
+    pub session_families: u64,
     pub oauth_states: u64,
     pub login_attempts: u64,
 }
@@ -33,6 +35,7 @@ pub async fn sweep(db: &DatabaseConnection) -> Result<Swept, StoreError> {
     let now = OffsetDateTime::now_utc();
     Ok(Swept {
         sessions: sessions::delete_expired(db).await?,
+        session_families: sessions::delete_empty_families(db).await?,
         oauth_states: oauth_states::delete_expired_before(db, now - KEEP_EXPIRED_STATES).await?,
         login_attempts: login_attempts::forget_before(db, now - FORGET_FAILURES_AFTER).await?,
     })

@@ -106,6 +106,34 @@ impl IpRateLimiter {
     }
 }
 
+/// How often a refresh family and a client address may refresh the session. A page refreshes
+/// once on load and then every few minutes per tab, so these only stop loops and floods.
+pub(crate) const REFRESHES_PER_FAMILY_PER_MINUTE: u32 = 30;
+pub(crate) const REFRESHES_PER_ADDRESS_PER_MINUTE: u32 = 300;
+
+/// The limits on `POST /auth/refresh`: per session family and per client address.
+pub(crate) struct RefreshLimits {
+    families: RateLimiter<uuid::Uuid>,
+    addresses: IpRateLimiter,
+}
+
+impl RefreshLimits {
+    pub(crate) fn new() -> Self {
+        Self {
+            families: RateLimiter::per_minute(REFRESHES_PER_FAMILY_PER_MINUTE),
+            addresses: IpRateLimiter::per_minute(REFRESHES_PER_ADDRESS_PER_MINUTE),
+        }
+    }
+
+    pub(crate) fn check_ip(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.addresses.check_ip(ip)
+    }
+
+    pub(crate) fn check_family(&self, family: uuid::Uuid) -> Result<(), Duration> {
+        self.families.check(family)
+    }
+}
+
 /// IPv6 clients usually control a whole /64, so they share one bucket per /64.
 fn bucket_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {

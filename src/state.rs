@@ -14,7 +14,7 @@ use crate::{
         connections::{ConnectionStore, Connections},
         oauth::NotionOAuth,
     },
-    rate_limit::IpRateLimiter,
+    rate_limit::{IpRateLimiter, RefreshLimits},
 };
 
 /// Shared application state. Cheap to clone: every field is reference-counted.
@@ -26,6 +26,8 @@ pub struct AppState {
     pub(crate) hasher: PasswordHasher,
     /// Limits login and registration attempts per client IP.
     pub(crate) auth_limiter: Arc<IpRateLimiter>,
+    /// Limits session refreshes per family and per client IP.
+    pub(crate) refresh_limits: Arc<RefreshLimits>,
     /// Notion's OAuth endpoints (or the sandbox's).
     pub notion: Arc<NotionOAuth>,
     /// Stored connections, and searching them.
@@ -64,6 +66,7 @@ impl AppState {
         );
         Ok(Self {
             auth_limiter: Arc::new(IpRateLimiter::per_minute(settings.auth_rate_limit)),
+            refresh_limits: Arc::new(RefreshLimits::new()),
             notion,
             connections: Arc::new(connections),
             settings: Arc::new(settings),

@@ -9,6 +9,7 @@ mod m20261123_000001_create_accounts;
 mod m20261123_000002_create_notion_connections;
 mod m20261123_000003_add_connection_refresh_lease;
 mod m20261123_000004_add_housekeeping_indexes;
+mod m20261125_000005_create_session_families;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_create_notion_connections::Migration),
             Box::new(m20261123_000003_add_connection_refresh_lease::Migration),
             Box::new(m20261123_000004_add_housekeeping_indexes::Migration),
+            Box::new(m20261125_000005_create_session_families::Migration),
         ]
     }
 }

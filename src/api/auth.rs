@@ -125,6 +125,9 @@ pub enum RefreshResponse {
     /// The request came from a page of another origin (`origin_not_allowed`).
     #[oai(status = 403, content_type = "application/problem+json")]
     OriginNotAllowed(Json<Problem>),
+    /// Too many refreshes of this session or from this address (`too_many_attempts`).
+    #[oai(status = 429, content_type = "application/problem+json")]
+    TooManyAttempts(Json<Problem>, #[oai(header = "Retry-After")] u64),
 }
 
 #[derive(ApiResponse)]
@@ -235,8 +238,8 @@ impl AuthApi {
         }
 
         let token = RefreshToken::generate().map_err(ApiError::internal)?;
-        let family = Uuid::now_v7();
-        sessions::insert(&state.db, user.id, family, token.hash(), refresh_expiry()).await?;
+        let family =
+            sessions::start_family(&state.db, user.id, token.hash(), refresh_expiry()).await?;
         let session = issue_session(&state, &user, family)?;
         tracing::info!(user_id = %user.id, "logged in");
         Ok(LoginResponse::LoggedIn(
@@ -268,12 +271,25 @@ impl AuthApi {
                 refresh_cookie(&state, None),
             )
         };
+        let ip = client_ip::of_request(req, &state.settings.trusted_proxies);
+        if let Err(wait) = state.refresh_limits.check_ip(ip) {
+            return Ok(RefreshResponse::TooManyAttempts(
+                too_many_attempts(),
+                retry_after(wait),
+            ));
+        }
         let Some(current) = presented_session(&state, req).await? else {
             return Ok(invalid());
         };
-
+        // Reuse of a rotated token is acted on whatever the rate: it ends the family.
         let next = RefreshToken::generate().map_err(ApiError::internal)?;
         let rotated = if current.rotated_at.is_none() {
+            if let Err(wait) = state.refresh_limits.check_family(current.family_id) {
+                return Ok(RefreshResponse::TooManyAttempts(
+                    too_many_attempts(),
+                    retry_after(wait),
+                ));
+            }
             sessions::rotate(&state.db, &current, next.hash(), refresh_expiry()).await?
         } else {
             None
@@ -281,6 +297,7 @@ impl AuthApi {
         if rotated.is_none() {
             sessions::revoke_family(&state.db, current.family_id).await?;
             tracing::warn!(
+                event = "refresh_family_revoked",
                 user_id = %current.user_id,
                 "a rotated refresh token was presented again; the session was ended"
             );
@@ -403,8 +420,7 @@ async fn presented_session(
     let [presented] = cookies(&state.settings, req, REFRESH_COOKIE)[..] else {
         return Ok(None);
     };
-    let session = sessions::find_by_token_hash(&state.db, &hash_token(presented)).await?;
-    Ok(session.filter(|s| s.revoked_at.is_none() && s.expires_at > OffsetDateTime::now_utc()))
+    sessions::find_live(&state.db, &hash_token(presented)).await
 }
 
 fn issue_session(state: &AppState, user: &user::Model, family: Uuid) -> Result<Session, ApiError> {

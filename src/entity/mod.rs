@@ -4,4 +4,5 @@ pub mod login_attempt;
 pub mod notion_connection;
 pub mod oauth_state;
 pub mod session;
+pub mod session_family;
 pub mod user;

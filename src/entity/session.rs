@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
-/// One refresh token. Every login starts a family; each refresh rotates the family's live token
-/// into a new row. Access tokens name the family, so revoking it ends them all at once.
+/// One refresh token of a family (see `session_family`); each refresh rotates the family's live
+/// token into a new row.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "sessions")]
 pub struct Model {
@@ -15,8 +15,6 @@ pub struct Model {
     pub expires_at: TimeDateTimeWithTimeZone,
     /// Set when this token was exchanged for a new one.
     pub rotated_at: Option<TimeDateTimeWithTimeZone>,
-    /// Set when the family was ended (logout, or reuse of a rotated token).
-    pub revoked_at: Option<TimeDateTimeWithTimeZone>,
     pub created_at: TimeDateTimeWithTimeZone,
 }
 
@@ -29,6 +27,13 @@ pub enum Relation {
         on_delete = "Cascade"
     )]
     User,
+    #[sea_orm(
+        belongs_to = "super::session_family::Entity",
+        from = "Column::FamilyId",
+        to = "super::session_family::Column::Id",
+        on_delete = "Cascade"
+    )]
+    Family,
 }
 
 impl Related<super::user::Entity> for Entity {

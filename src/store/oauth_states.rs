@@ -1,11 +1,49 @@
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::StoreError;
 use crate::entity::oauth_state;
 
+/// Unfinished flows a user may have at once; starting another supersedes the oldest.
+pub(crate) const MAX_OPEN_FLOWS_PER_USER: u64 = 5;
+
+/// Stores a new state for `user_id`, and deletes the user's unclaimed states beyond the newest
+/// [`MAX_OPEN_FLOWS_PER_USER`]. A claimed state (a callback is exchanging its code) is never
+/// deleted here.
 pub async fn insert(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    state_hash: String,
+    binding_hash: String,
+    expires_at: OffsetDateTime,
+) -> Result<oauth_state::Model, StoreError> {
+    let stored = insert_one(db, user_id, state_hash, binding_hash, expires_at).await?;
+    let open: Vec<Uuid> = oauth_state::Entity::find()
+        .select_only()
+        .column(oauth_state::Column::Id)
+        .filter(oauth_state::Column::UserId.eq(user_id))
+        .filter(oauth_state::Column::ConsumedAt.is_null())
+        .order_by_desc(oauth_state::Column::Id)
+        .limit(MAX_OPEN_FLOWS_PER_USER)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if open.len() as u64 == MAX_OPEN_FLOWS_PER_USER {
+        oauth_state::Entity::delete_many()
+            .filter(oauth_state::Column::UserId.eq(user_id))
+            .filter(oauth_state::Column::ConsumedAt.is_null())
+            .filter(oauth_state::Column::Id.is_not_in(open))
+            .exec(db)
+            .await?;
+    }
+    Ok(stored)
+}
+
+async fn insert_one(
     db: &impl ConnectionTrait,
     user_id: Uuid,
     state_hash: String,

@@ -1,15 +1,15 @@
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, JoinType,
-    QueryFilter, QuerySelect, RelationTrait, Set, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set, TransactionTrait,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::entity::{session, user};
+use crate::entity::{session, session_family, user};
 
 /// Stores a new refresh token of `family_id`.
-pub async fn insert(
+pub(crate) async fn insert(
     db: &impl ConnectionTrait,
     user_id: Uuid,
     family_id: Uuid,
@@ -23,12 +23,12 @@ pub async fn insert(
         refresh_token_hash: Set(refresh_token_hash),
         expires_at: Set(expires_at),
         rotated_at: Set(None),
-        revoked_at: Set(None),
         created_at: Set(OffsetDateTime::now_utc()),
     };
     Ok(row.insert(db).await?)
 }
 
+/// The token with this hash, live or not.
 pub(crate) async fn find_by_token_hash(
     db: &impl ConnectionTrait,
     refresh_token_hash: &str,
@@ -39,9 +39,41 @@ pub(crate) async fn find_by_token_hash(
         .await?)
 }
 
-/// Exchanges the live token `current` for a new one in one transaction. `None` when `current`
-/// was rotated or revoked meanwhile (a concurrent use of the same token): the caller treats that
-/// as reuse.
+/// How many tokens of a family are kept: the live one and the most recently rotated ones, which
+/// reuse detection needs. Older ones are deleted as the family rotates, so a long-lived session
+/// does not grow without bound; presenting one of those is simply refused.
+pub(crate) const KEPT_GENERATIONS: u64 = 10;
+
+/// Starts a family for a login, with its first refresh token.
+pub async fn start_family(
+    db: &DatabaseConnection,
+    user_id: Uuid,
+    refresh_token_hash: String,
+    expires_at: OffsetDateTime,
+) -> Result<Uuid, StoreError> {
+    let family_id = Uuid::now_v7();
+    let txn = db.begin().await?;
+    session_family::ActiveModel {
+        id: Set(family_id),
+        user_id: Set(user_id),
+        created_at: Set(OffsetDateTime::now_utc()),
+        last_refreshed_at: Set(None),
+        revoked_at: Set(None),
+    }
+    .insert(&txn)
+    .await?;
+    insert(&txn, user_id, family_id, refresh_token_hash, expires_at).await?;
+    txn.commit().await?;
+    Ok(family_id)
+}
+
+/// Exchanges the live token `current` for a new one in one transaction. `None` when the family
+/// was revoked, or `current` was rotated meanwhile (a concurrent use of the same token): the
+/// caller treats that as reuse.
+///
+/// The transaction first updates the family's row, the row revocation updates too, so a
+/// rotation and a revocation of one family never interleave: a revocation that comes first
+/// makes the rotation fail, and one that comes second ends the token the rotation made.
 pub(crate) async fn rotate(
     db: &DatabaseConnection,
     current: &session::Model,
@@ -50,11 +82,19 @@ pub(crate) async fn rotate(
 ) -> Result<Option<session::Model>, StoreError> {
     let txn = db.begin().await?;
     let now = OffsetDateTime::now_utc();
+    let family = session_family::Entity::update_many()
+        .col_expr(session_family::Column::LastRefreshedAt, Some(now).into())
+        .filter(session_family::Column::Id.eq(current.family_id))
+        .filter(session_family::Column::RevokedAt.is_null())
+        .exec(&txn)
+        .await?;
+    if family.rows_affected != 1 {
+        return Ok(None);
+    }
     let claimed = session::Entity::update_many()
         .col_expr(session::Column::RotatedAt, Some(now).into())
         .filter(session::Column::Id.eq(current.id))
         .filter(session::Column::RotatedAt.is_null())
-        .filter(session::Column::RevokedAt.is_null())
         .exec(&txn)
         .await?;
     if claimed.rows_affected != 1 {
@@ -68,29 +108,65 @@ pub(crate) async fn rotate(
         expires_at,
     )
     .await?;
+    prune_family(&txn, current.family_id).await?;
     txn.commit().await?;
     Ok(Some(next))
 }
 
-/// Ends a family: its refresh tokens and every access token naming it stop working.
+/// Deletes a family's tokens beyond the newest [`KEPT_GENERATIONS`].
+async fn prune_family(db: &impl ConnectionTrait, family_id: Uuid) -> Result<(), StoreError> {
+    let kept: Vec<Uuid> = session::Entity::find()
+        .select_only()
+        .column(session::Column::Id)
+        .filter(session::Column::FamilyId.eq(family_id))
+        .order_by_desc(session::Column::Id)
+        .limit(KEPT_GENERATIONS)
+        .into_tuple()
+        .all(db)
+        .await?;
+    if kept.len() as u64 == KEPT_GENERATIONS {
+        session::Entity::delete_many()
+            .filter(session::Column::FamilyId.eq(family_id))
+            .filter(session::Column::Id.is_not_in(kept))
+            .exec(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Ends a family: its refresh tokens and every access token naming it stop working, at once.
 pub(crate) async fn revoke_family(
     db: &impl ConnectionTrait,
     family_id: Uuid,
 ) -> Result<(), StoreError> {
-    session::Entity::update_many()
+    session_family::Entity::update_many()
         .col_expr(
-            session::Column::RevokedAt,
+            session_family::Column::RevokedAt,
             Some(OffsetDateTime::now_utc()).into(),
         )
-        .filter(session::Column::FamilyId.eq(family_id))
-        .filter(session::Column::RevokedAt.is_null())
+        .filter(session_family::Column::Id.eq(family_id))
+        .filter(session_family::Column::RevokedAt.is_null())
         .exec(db)
         .await?;
     Ok(())
 }
 
-/// The user behind an access token, if the user still exists and the token's family still has a
-/// live (unrotated, unrevoked, unexpired) refresh token. One indexed query per request.
+/// The unexpired token with this hash, if its family is live.
+pub(crate) async fn find_live(
+    db: &impl ConnectionTrait,
+    refresh_token_hash: &str,
+) -> Result<Option<session::Model>, StoreError> {
+    Ok(session::Entity::find()
+        .join(JoinType::InnerJoin, session::Relation::Family.def())
+        .filter(session::Column::RefreshTokenHash.eq(refresh_token_hash))
+        .filter(session::Column::ExpiresAt.gt(OffsetDateTime::now_utc()))
+        .filter(session_family::Column::RevokedAt.is_null())
+        .one(db)
+        .await?)
+}
+
+/// The user behind an access token, if the user still exists and the token's family is live
+/// and still has a live (unrotated, unexpired) refresh token. One indexed query per request.
 pub(crate) async fn user_of_live_family(
     db: &impl ConnectionTrait,
     user_id: Uuid,
@@ -98,13 +174,31 @@ pub(crate) async fn user_of_live_family(
 ) -> Result<Option<user::Model>, StoreError> {
     Ok(user::Entity::find()
         .join(JoinType::InnerJoin, user::Relation::Session.def())
+        .join(JoinType::InnerJoin, session::Relation::Family.def())
         .filter(user::Column::Id.eq(user_id))
         .filter(session::Column::FamilyId.eq(family_id))
         .filter(session::Column::RotatedAt.is_null())
-        .filter(session::Column::RevokedAt.is_null())
         .filter(session::Column::ExpiresAt.gt(OffsetDateTime::now_utc()))
+        .filter(session_family::Column::RevokedAt.is_null())
         .one(db)
         .await?)
+}
+
+/// Deletes families none of whose tokens are left (the sweep deletes expired tokens first).
+pub(crate) async fn delete_empty_families(db: &impl ConnectionTrait) -> Result<u64, StoreError> {
+    use sea_orm::sea_query::Query;
+    let result = session_family::Entity::delete_many()
+        .filter(
+            session_family::Column::Id.not_in_subquery(
+                Query::select()
+                    .column(session::Column::FamilyId)
+                    .from(session::Entity)
+                    .to_owned(),
+            ),
+        )
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
 }
 
 /// Deletes refresh tokens past their expiry. An expired token is refused whether or not its row

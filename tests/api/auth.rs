@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
-use notion_connect::entity::{session, user};
+use notion_connect::entity::{session_family, user};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 
@@ -30,6 +30,8 @@ on_both_databases!(
     admin_listing_pages_through_every_user_once,
     two_different_refresh_cookies_are_refused_and_logout_ends_both,
     https_deployments_use_secure_prefixed_cookies,
+    a_logout_or_reuse_racing_a_refresh_leaves_no_token_of_the_family_alive,
+    a_session_keeps_few_tokens_detects_recent_reuse_and_refreshes_at_a_bounded_rate,
 );
 
 async fn a_whole_session_from_registration_to_logout(backend: Backend) {
@@ -555,8 +557,8 @@ async fn logout_with_only_a_bearer_token_ends_the_session(backend: Backend) {
         .post_with_cookie("/api/v1/auth/refresh", &tokens.refresh)
         .await;
     assert_eq!(refresh.status(), 401);
-    let live = session::Entity::find()
-        .filter(session::Column::RevokedAt.is_null())
+    let live = session_family::Entity::find()
+        .filter(session_family::Column::RevokedAt.is_null())
         .count(&app.db)
         .await
         .unwrap();
@@ -725,4 +727,115 @@ async fn https_deployments_use_secure_prefixed_cookies(backend: Backend) {
         "{binding}"
     );
     assert!(binding.contains("; Secure"), "{binding}");
+}
+
+/// Whether a refresh response handed out tokens that still work.
+async fn still_works(app: &crate::helpers::TestApp, response: reqwest::Response) -> bool {
+    if response.status() != 200 {
+        return false;
+    }
+    let tokens = Tokens::from_response(response).await;
+    let me = app.get_as("/api/v1/me", &tokens.access).await.status();
+    let refresh = app
+        .post_with_cookie("/api/v1/auth/refresh", &tokens.refresh)
+        .await
+        .status();
+    me == 200 || refresh == 200
+}
+
+async fn a_logout_or_reuse_racing_a_refresh_leaves_no_token_of_the_family_alive(backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert_eq!(app.register("racer", PASSWORD).await.status(), 201);
+    for round in 0..15 {
+        // A logout and a refresh of the same session at the same moment.
+        let tokens = Tokens::from_response(app.login("racer", PASSWORD).await).await;
+        let logout = app
+            .client
+            .post(app.url("/api/v1/auth/logout"))
+            .bearer_auth(&tokens.access)
+            .send();
+        let refresh = app.post_with_cookie("/api/v1/auth/refresh", &tokens.refresh);
+        let (logout, refreshed) = tokio::join!(logout, refresh);
+        assert_eq!(logout.unwrap().status(), 204);
+        assert!(
+            !still_works(&app, refreshed).await,
+            "round {round}: a token survived the logout"
+        );
+
+        // The same token used three times at once: one use rotates, the others are reuse,
+        // which ends the family, the new token included.
+        let tokens = Tokens::from_response(app.login("racer", PASSWORD).await).await;
+        let (a, b, c) = tokio::join!(
+            app.post_with_cookie("/api/v1/auth/refresh", &tokens.refresh),
+            app.post_with_cookie("/api/v1/auth/refresh", &tokens.refresh),
+            app.post_with_cookie("/api/v1/auth/refresh", &tokens.refresh),
+        );
+        for response in [a, b, c] {
+            assert!(
+                !still_works(&app, response).await,
+                "round {round}: a token survived the reuse"
+            );
+        }
+        assert_eq!(app.get_as("/api/v1/me", &tokens.access).await.status(), 401);
+    }
+}
+
+async fn a_session_keeps_few_tokens_detects_recent_reuse_and_refreshes_at_a_bounded_rate(
+    backend: Backend,
+) {
+    use sea_orm::{ColumnTrait, QueryFilter};
+
+    let app = spawn_app(backend).await;
+    let mut current = app.signed_in("marathon").await;
+    let first_family: uuid::Uuid = {
+        let claims = current.access.split('.').nth(1).unwrap();
+        let claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+        claims["sid"].as_str().unwrap().parse().unwrap()
+    };
+    // Refresh as fast as possible: about thirty a minute are allowed (a little more, as the
+    // allowance refills while this runs), then the answer is 429 with Retry-After.
+    let mut history = vec![current.refresh.clone()];
+    let limited = loop {
+        let response = app
+            .post_with_cookie("/api/v1/auth/refresh", &current.refresh)
+            .await;
+        if response.status() == 429 {
+            break response;
+        }
+        assert_eq!(response.status(), 200);
+        current = Tokens::from_response(response).await;
+        history.push(current.refresh.clone());
+        assert!(history.len() <= 40, "never limited");
+    };
+    assert!(
+        history.len() > 30,
+        "only {} refreshes allowed",
+        history.len() - 1
+    );
+    assert!(limited.headers().contains_key("retry-after"));
+    assert_problem(limited, 429, "too_many_attempts").await;
+    // The family keeps its live token and a few recent ones, not all thirty.
+    let rows = notion_connect::entity::session::Entity::find()
+        .filter(notion_connect::entity::session::Column::FamilyId.eq(first_family))
+        .count(&app.db)
+        .await
+        .unwrap();
+    assert!(rows <= 10, "{rows} tokens kept");
+
+    // The limit is this session's, not anyone else's.
+    let other = app.signed_in("sprinter").await;
+    let response = app
+        .post_with_cookie("/api/v1/auth/refresh", &other.refresh)
+        .await;
+    assert_eq!(response.status(), 200);
+
+    // A recently rotated token presented again still ends the session.
+    let recent = &history[history.len() - 3];
+    let reused = app.post_with_cookie("/api/v1/auth/refresh", recent).await;
+    assert_problem(reused, 401, "invalid_refresh_token").await;
+    assert_eq!(
+        app.get_as("/api/v1/me", &current.access).await.status(),
+        401
+    );
 }

@@ -24,7 +24,8 @@ async fn the_sweep_deletes_only_what_has_expired(backend: Backend) {
     let user_id: Uuid = me["id"].as_str().unwrap().parse().unwrap();
     let past = OffsetDateTime::now_utc() - Duration::minutes(1);
 
-    sessions::insert(&app.db, user_id, Uuid::now_v7(), hash_token("old"), past)
+    // A family whose only token has expired: both go.
+    sessions::start_family(&app.db, user_id, hash_token("old"), past)
         .await
         .unwrap();
     app.start_flow(&user.access).await;
@@ -64,6 +65,7 @@ async fn the_sweep_deletes_only_what_has_expired(backend: Backend) {
         swept,
         Swept {
             sessions: 1,
+            session_families: 1,
             oauth_states: 1,
             login_attempts: 1
         }

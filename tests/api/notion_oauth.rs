@@ -168,6 +168,7 @@ on_both_databases!(
     the_sandbox_exists_only_without_notion_credentials,
     only_the_flows_own_callback_clears_its_binding_cookie,
     a_planted_second_binding_cookie_does_not_break_the_flow,
+    starting_many_flows_keeps_only_the_newest_few,
 );
 
 async fn connecting_a_workspace_through_the_sandbox(backend: Backend) {
@@ -646,4 +647,36 @@ async fn a_planted_second_binding_cookie_does_not_break_the_flow(backend: Backen
     )
     .await;
     assert_eq!(fragment_query(&location)["error"], "invalid_state");
+}
+
+async fn starting_many_flows_keeps_only_the_newest_few(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.signed_in("restless").await;
+    let mut flows = Vec::new();
+    for _ in 0..12 {
+        flows.push(app.start_flow(&user.access).await);
+    }
+    let open = oauth_state::Entity::find()
+        .filter(oauth_state::Column::ConsumedAt.is_null())
+        .count(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(open, 5, "older flows are superseded");
+
+    // The oldest flow no longer exists; the newest works.
+    let oldest = &flows[0];
+    let decided = app.decide(oldest, "allow").await;
+    let landed = app
+        .callback(decided.query().unwrap(), Some(&oldest.binding))
+        .await;
+    assert_eq!(fragment_query(&landed)["error"], "invalid_state");
+    let newest = flows.last().unwrap();
+    let decided = app.decide(newest, "allow").await;
+    let landed = app
+        .callback(decided.query().unwrap(), Some(&newest.binding))
+        .await;
+    assert!(
+        fragment_query(&landed).contains_key("connected"),
+        "{landed}"
+    );
 }
