@@ -13,7 +13,10 @@ use poem::{
     web::Html,
 };
 use sha2::{Digest, Sha256};
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 use tokio::io::AsyncReadExt;
 
 use crate::{config::Settings, error::ApiError, telemetry};
@@ -45,6 +48,7 @@ pub(crate) fn apply<E: Endpoint + 'static>(
     let hsts = settings.public_url.scheme() == "https";
     let limits = settings.http;
     endpoint
+        .around(response_cookies)
         .around(move |next, req| read_body(next, req, limits.body_read_timeout))
         .around(move |next, req| deadline(next, req, limits.request_timeout))
         // The panic hook has logged the panic itself; the client only learns that it failed.
@@ -90,6 +94,34 @@ async fn read_body<E: Endpoint>(next: E, mut req: Request, within: Duration) -> 
     }
     req.set_body(buffer);
     next.call(req).await.map(IntoResponse::into_response)
+}
+
+/// Cookies a handler sets beyond the one `Set-Cookie` header its response type declares
+/// (poem-openapi writes one value per header field).
+#[derive(Clone, Default)]
+pub(crate) struct ResponseCookies(Arc<Mutex<Vec<String>>>);
+
+impl ResponseCookies {
+    pub(crate) fn add(&self, set_cookie: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(set_cookie);
+    }
+}
+
+/// Gives each request a [`ResponseCookies`] and adds what the handler put there.
+async fn response_cookies<E: Endpoint>(next: E, mut req: Request) -> Result<Response> {
+    let cookies = ResponseCookies::default();
+    req.extensions_mut().insert(cookies.clone());
+    let mut response = next.call(req).await?.into_response();
+    let added = std::mem::take(&mut *cookies.0.lock().unwrap_or_else(|p| p.into_inner()));
+    for cookie in added {
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    Ok(response)
 }
 
 /// Why a request was cut off.

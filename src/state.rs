@@ -5,7 +5,7 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 use crate::{
-    auth::{jwt::JwtKeys, password::PasswordHasher},
+    auth::{device::Devices, jwt::JwtKeys, password::PasswordHasher},
     config::Settings,
     crypto::TokenCipher,
     notion::{
@@ -24,6 +24,8 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub(crate) jwt: Arc<JwtKeys>,
     pub(crate) hasher: PasswordHasher,
+    /// Signs device cookies and names usernames in logs.
+    pub(crate) devices: Arc<Devices>,
     /// Limits login and registration attempts per client IP.
     pub(crate) auth_limiter: Arc<IpRateLimiter>,
     /// Limits session refreshes per family and per client IP.
@@ -67,6 +69,7 @@ impl AppState {
         Ok(Self {
             auth_limiter: Arc::new(IpRateLimiter::per_minute(settings.auth_rate_limit)),
             refresh_limits: Arc::new(RefreshLimits::new()),
+            devices: Arc::new(Devices::new(settings.jwt_secret.expose())),
             notion,
             connections: Arc::new(connections),
             settings: Arc::new(settings),

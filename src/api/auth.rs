@@ -20,13 +20,14 @@ use crate::{
     auth::{
         BearerAuth, RefreshToken, Username,
         backoff::delay_after,
+        device::{DEVICE_COOKIE, DEVICE_COOKIE_MAX_AGE, DEVICE_COOKIE_PATH},
         hash_token,
         password::{HashError, MAX_PASSWORD_BYTES, Password, Verification},
-        username_key,
     },
     client_ip,
     entity::{session, user},
     error::{ApiError, Chain, Problem},
+    http_policy::ResponseCookies,
     state::AppState,
     store::{StoreError, login_attempts, sessions, users},
 };
@@ -210,38 +211,54 @@ impl AuthApi {
         body: Json<Credentials>,
     ) -> Result<LoginResponse, ApiError> {
         if let Some(wait) = address_throttled(&state, req) {
+            tracing::warn!(
+                event = "login_throttled",
+                by = "address",
+                "a login was refused"
+            );
             return Ok(LoginResponse::TooManyAttempts(too_many_attempts(), wait));
         }
         let Credentials { username, password } = body.0;
-        let key = username_key(&username);
         // No account can have such a name or password: refuse without spending a hash.
-        if key.len() > 64 || password.len() > MAX_PASSWORD_BYTES {
+        let (Ok(name), true) = (
+            Username::parse(&username),
+            password.len() <= MAX_PASSWORD_BYTES,
+        ) else {
             return Ok(LoginResponse::InvalidCredentials(invalid_credentials()));
-        }
-        if let Some(wait) = account_wait(&state, &key).await? {
-            return Ok(LoginResponse::TooManyAttempts(too_many_attempts(), wait));
-        }
-
+        };
+        let key = name.key();
         let user = users::find_by_key(&state.db, &key).await?;
+        let who = Who::new(&state, user.as_ref(), &key);
+        // The attempt is counted before the password is checked, so parallel guesses cannot
+        // all slip past the count.
+        let bucket = throttle_bucket(&state, req, user.as_ref(), &key);
+        if let Err(wait) = login_attempts::claim(&state.db, &bucket, delay_after).await? {
+            tracing::warn!(event = "login_throttled", by = "account", user_id = who.id, name = %who.name, "a login was refused");
+            return Ok(LoginResponse::TooManyAttempts(
+                too_many_attempts(),
+                retry_after(wait),
+            ));
+        }
         let stored = user.as_ref().map(|u| u.password_hash.as_str());
         let needs_rehash = match state.hasher.verify(&password, stored).await? {
             Verification::Mismatch => {
-                login_attempts::record_failure(&state.db, &key).await?;
+                tracing::info!(event = "login_failed", user_id = who.id, name = %who.name, "a login failed");
                 return Ok(LoginResponse::InvalidCredentials(invalid_credentials()));
             }
             Verification::Match { needs_rehash } => needs_rehash,
         };
         let user = user.ok_or_else(|| ApiError::internal("a password matched no user"))?;
-        login_attempts::clear(&state.db, &key).await?;
+        login_attempts::clear(&state.db, &bucket).await?;
         if needs_rehash {
             upgrade_hash(&state, &user, &password).await?;
         }
+        remember_device(&state, req, user.id)?;
 
         let token = RefreshToken::generate().map_err(ApiError::internal)?;
         let family =
             sessions::start_family(&state.db, user.id, token.hash(), refresh_expiry()).await?;
         let session = issue_session(&state, &user, family)?;
-        tracing::info!(user_id = %user.id, "logged in");
+        tracing::info!(event = "login", user_id = %user.id, "logged in");
         Ok(LoginResponse::LoggedIn(
             Json(session),
             refresh_cookie(&state, Some(&token)),
@@ -372,15 +389,53 @@ fn address_throttled(state: &AppState, req: &Request) -> Option<u64> {
     state.auth_limiter.check_ip(ip).err().map(retry_after)
 }
 
-/// The wait in seconds while the account is held back after consecutive failures.
-async fn account_wait(state: &AppState, key: &str) -> Result<Option<u64>, StoreError> {
-    let Some(attempts) = login_attempts::find(&state.db, key).await? else {
-        return Ok(None);
+/// Whom a login attempt was for, as log lines may name it: the account's id when it exists, and
+/// always a keyed pseudonym of the name (never the name itself).
+struct Who {
+    id: Option<String>,
+    name: String,
+}
+
+impl Who {
+    fn new(state: &AppState, user: Option<&user::Model>, key: &str) -> Self {
+        Self {
+            id: user.map(|u| u.id.to_string()),
+            name: state.devices.pseudonym(key),
+        }
+    }
+}
+
+/// Which allowance an attempt counts against: the device's own, when the browser carries a
+/// genuine device cookie for this account, otherwise the account's, shared by everyone else.
+fn throttle_bucket(
+    state: &AppState,
+    req: &Request,
+    user: Option<&user::Model>,
+    key: &str,
+) -> String {
+    user.and_then(|user| {
+        cookies(&state.settings, req, DEVICE_COOKIE)
+            .into_iter()
+            .find_map(|cookie| state.devices.bucket(cookie, user.id))
+    })
+    .unwrap_or_else(|| key.to_owned())
+}
+
+/// Gives this browser a device cookie for the account it just logged in to.
+fn remember_device(state: &AppState, req: &Request, user_id: Uuid) -> Result<(), ApiError> {
+    let Some(jar) = req.extensions().get::<ResponseCookies>() else {
+        return Ok(());
     };
-    let ready_at = attempts.last_failure_at + delay_after(attempts.failures);
-    let now = OffsetDateTime::now_utc();
-    Ok((now < ready_at)
-        .then(|| retry_after(Duration::try_from(ready_at - now).unwrap_or_default())))
+    let value = state.devices.issue(user_id).map_err(ApiError::internal)?;
+    jar.add(set_cookie(
+        &state.settings,
+        DEVICE_COOKIE,
+        &value,
+        DEVICE_COOKIE_PATH,
+        DEVICE_COOKIE_MAX_AGE,
+        "Strict",
+    ));
+    Ok(())
 }
 
 /// The name and password of a new account, or the problem with them.

@@ -2,6 +2,7 @@
 //! and the bearer security schemes that hand handlers the current user.
 
 pub mod backoff;
+pub mod device;
 pub mod jwt;
 pub mod password;
 

@@ -1,7 +1,4 @@
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set,
-    sea_query::{Expr, ExprTrait, OnConflict},
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::OnConflict};
 use time::OffsetDateTime;
 
 use super::StoreError;
@@ -16,30 +13,55 @@ pub(crate) async fn find(
         .await?)
 }
 
-/// Counts one more consecutive failure, atomically, whether or not the user exists.
-pub async fn record_failure(
+/// Counts one more attempt against `key` if its wait has passed, before the password is checked;
+/// otherwise says how long to wait. `wait_after(attempts)` is the wait that follows that many
+/// attempts since the last success.
+///
+/// The count is compared and set in one statement, so of many attempts made at once only as many
+/// as the rules allow get through, however they are spread over addresses and instances.
+pub async fn claim(
     db: &impl ConnectionTrait,
-    username_key: &str,
-) -> Result<(), StoreError> {
-    let now = OffsetDateTime::now_utc();
-    let row = login_attempt::ActiveModel {
-        username_key: Set(username_key.to_owned()),
-        failures: Set(1),
-        last_failure_at: Set(now),
-    };
-    login_attempt::Entity::insert(row)
-        .on_conflict(
-            OnConflict::column(login_attempt::Column::UsernameKey)
-                .value(
-                    login_attempt::Column::Failures,
-                    Expr::col((login_attempt::Entity, login_attempt::Column::Failures)).add(1),
+    key: &str,
+    wait_after: impl Fn(i32) -> std::time::Duration,
+) -> Result<Result<(), std::time::Duration>, StoreError> {
+    loop {
+        let now = OffsetDateTime::now_utc();
+        let Some(seen) = find(db, key).await? else {
+            let first = login_attempt::ActiveModel {
+                username_key: Set(key.to_owned()),
+                failures: Set(1),
+                last_failure_at: Set(now),
+            };
+            let inserted = login_attempt::Entity::insert(first)
+                .on_conflict(
+                    OnConflict::column(login_attempt::Column::UsernameKey)
+                        .do_nothing()
+                        .to_owned(),
                 )
-                .value(login_attempt::Column::LastFailureAt, now)
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
+                .exec_without_returning(db)
+                .await?;
+            if inserted == 1 {
+                return Ok(Ok(()));
+            }
+            continue;
+        };
+        let ready_at = seen.last_failure_at + wait_after(seen.failures);
+        if now < ready_at {
+            let wait = std::time::Duration::try_from(ready_at - now).unwrap_or_default();
+            return Ok(Err(wait));
+        }
+        let counted = login_attempt::Entity::update_many()
+            .col_expr(login_attempt::Column::Failures, (seen.failures + 1).into())
+            .col_expr(login_attempt::Column::LastFailureAt, now.into())
+            .filter(login_attempt::Column::UsernameKey.eq(key))
+            .filter(login_attempt::Column::Failures.eq(seen.failures))
+            .exec(db)
+            .await?;
+        if counted.rows_affected == 1 {
+            return Ok(Ok(()));
+        }
+        // Another attempt was counted in between: look again.
+    }
 }
 
 pub(crate) async fn clear(db: &impl ConnectionTrait, username_key: &str) -> Result<(), StoreError> {

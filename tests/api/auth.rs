@@ -32,6 +32,8 @@ on_both_databases!(
     https_deployments_use_secure_prefixed_cookies,
     a_logout_or_reuse_racing_a_refresh_leaves_no_token_of_the_family_alive,
     a_session_keeps_few_tokens_detects_recent_reuse_and_refreshes_at_a_bounded_rate,
+    forty_guesses_at_once_from_forty_addresses_evaluate_at_most_five,
+    the_owner_with_a_device_cookie_is_not_locked_out_by_strangers,
 );
 
 async fn a_whole_session_from_registration_to_logout(backend: Backend) {
@@ -837,5 +839,114 @@ async fn a_session_keeps_few_tokens_detects_recent_reuse_and_refreshes_at_a_boun
     assert_eq!(
         app.get_as("/api/v1/me", &current.access).await.status(),
         401
+    );
+}
+
+async fn forty_guesses_at_once_from_forty_addresses_evaluate_at_most_five(backend: Backend) {
+    let app = spawn_app_with(backend, |vars| {
+        vars.insert("TRUSTED_PROXIES".into(), "127.0.0.1".into());
+    })
+    .await;
+    assert_eq!(app.register("target", PASSWORD).await.status(), 201);
+    let guesses = (0..40).map(|i| {
+        app.client
+            .post(app.url("/api/v1/auth/login"))
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
+            .json(&json!({ "username": "target", "password": format!("guess number {i}") }))
+            .send()
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(guesses)
+        .await
+        .into_iter()
+        .map(|response| response.unwrap().status().as_u16())
+        .collect();
+    let evaluated = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(evaluated + refused, 40, "{statuses:?}");
+    // Five free attempts; a sixth only after a second's wait, which this burst may just reach.
+    assert!(
+        (1..=6).contains(&evaluated),
+        "{evaluated} guesses were checked"
+    );
+}
+
+async fn the_owner_with_a_device_cookie_is_not_locked_out_by_strangers(backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert_eq!(app.register("owner", PASSWORD).await.status(), 201);
+    let login = app.login("owner", PASSWORD).await;
+    assert_eq!(login.status(), 200);
+    let device = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("nc_device="))
+        .expect("a device cookie")
+        .to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/api/v1/auth/login"] {
+        assert!(device.contains(attribute), "{device}");
+    }
+    let device = device.split(';').next().unwrap().to_owned();
+    let login_with = |cookie: Option<&str>, password: &'static str| {
+        let mut request = app
+            .client
+            .post(app.url("/api/v1/auth/login"))
+            .json(&json!({ "username": "owner", "password": password }));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie.to_owned());
+        }
+        request.send()
+    };
+
+    // A stranger guesses until the account's shared allowance is used up.
+    for _ in 0..5 {
+        assert_eq!(login_with(None, "guess guess").await.unwrap().status(), 401);
+    }
+    assert_eq!(login_with(None, PASSWORD).await.unwrap().status(), 429);
+
+    // The owner's browser has its own allowance.
+    assert_eq!(
+        login_with(Some(&device), PASSWORD).await.unwrap().status(),
+        200
+    );
+
+    // A forged or foreign device cookie is no cookie at all.
+    let forged = format!("{}x", &device[..device.len() - 1]);
+    assert_eq!(
+        login_with(Some(&forged), PASSWORD).await.unwrap().status(),
+        429
+    );
+    assert_eq!(app.register("other", PASSWORD).await.status(), 201);
+    let other = app.login("other", PASSWORD).await;
+    let other_device = other
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("nc_device="))
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let foreign = format!("nc_device={other_device}");
+    assert_eq!(
+        login_with(Some(&foreign), PASSWORD).await.unwrap().status(),
+        429
+    );
+
+    // The device's allowance is limited too: guessing with a stolen cookie gets nowhere fast.
+    for _ in 0..5 {
+        assert_eq!(
+            login_with(Some(&device), "guess guess")
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
+    }
+    assert_eq!(
+        login_with(Some(&device), PASSWORD).await.unwrap().status(),
+        429
     );
 }

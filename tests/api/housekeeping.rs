@@ -46,8 +46,9 @@ async fn the_sweep_deletes_only_what_has_expired(backend: Backend) {
         app.login("recent-ghost", "wrong password").await.status(),
         401
     );
-    login_attempts::record_failure(&app.db, "old-ghost")
+    login_attempts::claim(&app.db, "old-ghost", |_| std::time::Duration::ZERO)
         .await
+        .unwrap()
         .unwrap();
     login_attempt::Entity::update_many()
         .col_expr(
