@@ -151,6 +151,12 @@ async fn run(command: Option<Command>, settings: Settings) -> Result<(), Box<dyn
                 done.rewritten,
                 cipher.primary_key_id()
             );
+            if done.pending_revocations > 0 {
+                println!(
+                    "re-encrypted {} token(s) waiting to be revoked",
+                    done.pending_revocations
+                );
+            }
             if done.unreadable > 0 {
                 println!(
                     "{} connection(s) could not be decrypted with their key and were left as they \

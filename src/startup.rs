@@ -129,11 +129,13 @@ impl Application {
             "notion-connect is listening"
         );
         let sweeper = housekeeping::spawn(self.state.db.clone());
+        let revoker = crate::notion::revocations::spawn(self.state.connections.clone());
         let app = routes(self.state);
         let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
             .await;
         sweeper.abort();
+        revoker.abort();
         served
     }
 }

@@ -10,6 +10,7 @@ mod m20261123_000002_create_notion_connections;
 mod m20261123_000003_add_connection_refresh_lease;
 mod m20261123_000004_add_housekeeping_indexes;
 mod m20261125_000005_create_session_families;
+mod m20261125_000006_create_pending_revocations;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_add_connection_refresh_lease::Migration),
             Box::new(m20261123_000004_add_housekeeping_indexes::Migration),
             Box::new(m20261125_000005_create_session_families::Migration),
+            Box::new(m20261125_000006_create_pending_revocations::Migration),
         ]
     }
 }

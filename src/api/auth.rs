@@ -142,6 +142,30 @@ pub enum LogoutResponse {
     OriginNotAllowed(Json<Problem>),
 }
 
+/// The password of the account, to confirm a consequential change.
+#[derive(Object)]
+pub struct PasswordConfirmation {
+    #[oai(write_only)]
+    pub password: String,
+}
+
+#[derive(ApiResponse)]
+pub enum DeleteAccountResponse {
+    /// The account is gone, with its sessions and connections; revoking the connections' tokens
+    /// at Notion is queued and retried until Notion confirms.
+    #[oai(status = 204)]
+    Deleted,
+    /// No valid access token (`unauthorized`).
+    #[oai(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The password is wrong (`invalid_credentials`); nothing was changed.
+    #[oai(status = 403, content_type = "application/problem+json")]
+    WrongPassword(Json<Problem>),
+    /// Too many attempts for this account or from this address (`too_many_attempts`).
+    #[oai(status = 429, content_type = "application/problem+json")]
+    TooManyAttempts(Json<Problem>, #[oai(header = "Retry-After")] u64),
+}
+
 #[derive(ApiResponse)]
 pub enum MeResponse {
     /// The account behind the access token.
@@ -239,19 +263,11 @@ impl AuthApi {
                 retry_after(wait),
             ));
         }
-        let stored = user.as_ref().map(|u| u.password_hash.as_str());
-        let needs_rehash = match state.hasher.verify(&password, stored).await? {
-            Verification::Mismatch => {
-                tracing::info!(event = "login_failed", user_id = who.id, name = %who.name, "a login failed");
-                return Ok(LoginResponse::InvalidCredentials(invalid_credentials()));
-            }
-            Verification::Match { needs_rehash } => needs_rehash,
+        let Some(user) = check_password(&state, user, &password).await? else {
+            tracing::info!(event = "login_failed", user_id = who.id, name = %who.name, "a login failed");
+            return Ok(LoginResponse::InvalidCredentials(invalid_credentials()));
         };
-        let user = user.ok_or_else(|| ApiError::internal("a password matched no user"))?;
         login_attempts::clear(&state.db, &bucket).await?;
-        if needs_rehash {
-            upgrade_hash(&state, &user, &password).await?;
-        }
         remember_device(&state, req, user.id)?;
 
         let token = RefreshToken::generate().map_err(ApiError::internal)?;
@@ -298,28 +314,13 @@ impl AuthApi {
         let Some(current) = presented_session(&state, req).await? else {
             return Ok(invalid());
         };
-        // Reuse of a rotated token is acted on whatever the rate: it ends the family.
-        let next = RefreshToken::generate().map_err(ApiError::internal)?;
-        let rotated = if current.rotated_at.is_none() {
-            if let Err(wait) = state.refresh_limits.check_family(current.family_id) {
-                return Ok(RefreshResponse::TooManyAttempts(
-                    too_many_attempts(),
-                    retry_after(wait),
-                ));
+        let next = match rotate(&state, &current).await? {
+            Rotation::Rotated(next) => next,
+            Rotation::Limited(wait) => {
+                return Ok(RefreshResponse::TooManyAttempts(too_many_attempts(), wait));
             }
-            sessions::rotate(&state.db, &current, next.hash(), refresh_expiry()).await?
-        } else {
-            None
+            Rotation::Reused => return Ok(invalid()),
         };
-        if rotated.is_none() {
-            sessions::revoke_family(&state.db, current.family_id).await?;
-            tracing::warn!(
-                event = "refresh_family_revoked",
-                user_id = %current.user_id,
-                "a rotated refresh token was presented again; the session was ended"
-            );
-            return Ok(invalid());
-        }
         let Some(user) = users::find_by_id(&state.db, current.user_id).await? else {
             return Ok(invalid());
         };
@@ -348,6 +349,7 @@ impl AuthApi {
                 sessions::find_by_token_hash(&state.db, &hash_token(token)).await?
             {
                 sessions::revoke_family(&state.db, session.family_id).await?;
+                tracing::info!(event = "logout", user_id = %session.user_id, "logged out");
             }
         }
         let bearer = req
@@ -357,6 +359,7 @@ impl AuthApi {
             .and_then(|v| v.strip_prefix("Bearer "));
         if let Some(claims) = bearer.and_then(|token| state.jwt.verify(token).ok()) {
             sessions::revoke_family(&state.db, claims.sid).await?;
+            tracing::info!(event = "logout", user_id = %claims.sub, "logged out");
         }
         Ok(LogoutResponse::LoggedOut(refresh_cookie(&state, None)))
     }
@@ -371,6 +374,49 @@ impl AccountApi {
     #[oai(path = "/me", method = "get", operation_id = "get_me")]
     async fn me(&self, auth: BearerAuth) -> Result<MeResponse, ApiError> {
         Ok(MeResponse::Me(Json(User::from(&auth.0.user))))
+    }
+
+    /// Delete your account
+    ///
+    /// Deletes the account, its sessions and its connections, and revokes every Notion token it
+    /// held (queued durably and retried until Notion confirms). The password must be given
+    /// again; attempts count towards the same limits as logging in.
+    #[oai(path = "/me", method = "delete", operation_id = "delete_me")]
+    async fn delete_me(
+        &self,
+        auth: BearerAuth,
+        state: Data<&AppState>,
+        req: &Request,
+        body: Json<PasswordConfirmation>,
+    ) -> Result<DeleteAccountResponse, ApiError> {
+        let user = auth.0.user;
+        if let Some(wait) = address_throttled(&state, req) {
+            return Ok(DeleteAccountResponse::TooManyAttempts(
+                too_many_attempts(),
+                wait,
+            ));
+        }
+        let bucket = throttle_bucket(&state, req, Some(&user), &user.username_key);
+        if let Err(wait) = login_attempts::claim(&state.db, &bucket, delay_after).await? {
+            return Ok(DeleteAccountResponse::TooManyAttempts(
+                too_many_attempts(),
+                retry_after(wait),
+            ));
+        }
+        let verified = state
+            .hasher
+            .verify(&body.0.password, Some(&user.password_hash))
+            .await?;
+        if matches!(verified, Verification::Mismatch) {
+            return Ok(DeleteAccountResponse::WrongPassword(problem(
+                StatusCode::FORBIDDEN,
+                "invalid_credentials",
+                "The password is wrong.",
+            )));
+        }
+        login_attempts::clear(&state.db, &bucket).await?;
+        state.connections.delete_account(user.id).await?;
+        Ok(DeleteAccountResponse::Deleted)
     }
 }
 
@@ -387,6 +433,58 @@ impl From<HashError> for ApiError {
 fn address_throttled(state: &AppState, req: &Request) -> Option<u64> {
     let ip = client_ip::of_request(req, &state.settings.trusted_proxies);
     state.auth_limiter.check_ip(ip).err().map(retry_after)
+}
+
+/// The user whose password `password` is, with its hash upgraded when it was made with weaker
+/// parameters; `None` for a wrong password or no such user (after the same hashing work).
+async fn check_password(
+    state: &AppState,
+    user: Option<user::Model>,
+    password: &str,
+) -> Result<Option<user::Model>, ApiError> {
+    let stored = user.as_ref().map(|u| u.password_hash.as_str());
+    let needs_rehash = match state.hasher.verify(password, stored).await? {
+        Verification::Mismatch => return Ok(None),
+        Verification::Match { needs_rehash } => needs_rehash,
+    };
+    let user = user.ok_or_else(|| ApiError::internal("a password matched no user"))?;
+    if needs_rehash {
+        upgrade_hash(state, &user, password).await?;
+    }
+    Ok(Some(user))
+}
+
+/// How a refresh went.
+enum Rotation {
+    Rotated(RefreshToken),
+    /// The session refreshes too often; wait this many seconds.
+    Limited(u64),
+    /// The token was rotated already (or its family ended): the family is now revoked.
+    Reused,
+}
+
+/// Rotates the live token `current`. A token that was already rotated means someone holds a
+/// copy: the whole family ends, whatever the rate limit says.
+async fn rotate(state: &AppState, current: &session::Model) -> Result<Rotation, ApiError> {
+    if current.rotated_at.is_none() {
+        if let Err(wait) = state.refresh_limits.check_family(current.family_id) {
+            return Ok(Rotation::Limited(retry_after(wait)));
+        }
+        let next = RefreshToken::generate().map_err(ApiError::internal)?;
+        if sessions::rotate(&state.db, current, next.hash(), refresh_expiry())
+            .await?
+            .is_some()
+        {
+            return Ok(Rotation::Rotated(next));
+        }
+    }
+    sessions::revoke_family(&state.db, current.family_id).await?;
+    tracing::warn!(
+        event = "refresh_family_revoked",
+        user_id = %current.user_id,
+        "a rotated refresh token was presented again; the session was ended"
+    );
+    Ok(Rotation::Reused)
 }
 
 /// Whom a login attempt was for, as log lines may name it: the account's id when it exists, and

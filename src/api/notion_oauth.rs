@@ -241,27 +241,41 @@ async fn claim_state(
     req: &Request,
     oauth_state: Option<&str>,
 ) -> Result<Flow, CallbackError> {
-    let oauth_state = oauth_state
-        .filter(|s| !s.is_empty() && s.len() <= 128)
-        .ok_or(CallbackError::InvalidState)?;
-    let row = oauth_states::find_by_hash(&state.db, &hash_token(oauth_state))
+    let rejected = |reason: &'static str, user_id: Option<uuid::Uuid>| {
+        tracing::warn!(
+            event = "oauth_state_rejected",
+            reason,
+            user_id = user_id.map(|id| id.to_string()),
+            "an OAuth callback was refused"
+        );
+        CallbackError::InvalidState
+    };
+    let Some(oauth_state) = oauth_state.filter(|s| !s.is_empty() && s.len() <= 128) else {
+        return Err(rejected("missing", None));
+    };
+    let Some(row) = oauth_states::find_by_hash(&state.db, &hash_token(oauth_state))
         .await
         .map_err(server_error("reading an OAuth state"))?
-        .ok_or(CallbackError::InvalidState)?;
-    if row.consumed_at.is_some() || row.expires_at <= OffsetDateTime::now_utc() {
-        return Err(CallbackError::InvalidState);
+    else {
+        return Err(rejected("unknown", None));
+    };
+    if row.consumed_at.is_some() {
+        return Err(rejected("used", Some(row.user_id)));
+    }
+    if row.expires_at <= OffsetDateTime::now_utc() {
+        return Err(rejected("expired", Some(row.user_id)));
     }
     let same_browser = cookies(&state.settings, req, BINDING_COOKIE)
         .into_iter()
         .any(|binding| constant_time_eq(&hash_token(binding), &row.binding_hash));
     if !same_browser {
-        return Err(CallbackError::InvalidState);
+        return Err(rejected("other_browser", Some(row.user_id)));
     }
     let claimed = oauth_states::claim(&state.db, row.id)
         .await
         .map_err(server_error("claiming an OAuth state"))?;
     if !claimed {
-        return Err(CallbackError::InvalidState);
+        return Err(rejected("used", Some(row.user_id)));
     }
     Ok(Flow {
         state_id: row.id,

@@ -14,6 +14,7 @@ use std::{
 
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use time::OffsetDateTime;
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::{
@@ -24,11 +25,12 @@ use super::{
 };
 use crate::{
     crypto::{Binding, CryptoError, SealedField, TokenCipher},
+    entity::pending_revocation,
     secret::Secret,
     store::{
         StoreError,
         connections::{self, Connection, SealedConnection},
-        oauth_states,
+        oauth_states, revocations, users,
     },
 };
 
@@ -161,6 +163,24 @@ impl ConnectionStore {
             }
             Err(other) => Err(other.into()),
         }
+    }
+
+    /// The token of a pending revocation, sealed as it was in its connection.
+    pub(crate) fn open_revocation(
+        &self,
+        row: &pending_revocation::Model,
+    ) -> Result<Secret<String>, ConnectionError> {
+        let field = SealedField::AccessToken;
+        self.cipher
+            .decrypt(
+                &row.access_token,
+                Binding::new(row.user_id, &row.bot_id, field),
+            )
+            .map_err(|source| ConnectionError::Unreadable {
+                id: row.id,
+                field,
+                source,
+            })
     }
 
     pub(crate) fn refresh_token(
@@ -381,7 +401,49 @@ impl ConnectionStore {
             }
             batches += 1;
         }
+        self.reseal_pending_revocations(&primary, batch, &mut done)
+            .await?;
         Ok(done)
+    }
+
+    /// Re-encrypts the tokens of revocations still waiting to be sent.
+    async fn reseal_pending_revocations(
+        &self,
+        primary: &str,
+        batch: u64,
+        done: &mut Resealed,
+    ) -> Result<(), ConnectionError> {
+        let mut after = None;
+        loop {
+            let rows = revocations::sealed_with_other_keys(&self.db, primary, after, batch).await?;
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
+            after = Some(last.id);
+            for row in &rows {
+                match self.open_revocation(row) {
+                    Ok(token) => {
+                        let binding =
+                            Binding::new(row.user_id, &row.bot_id, SealedField::AccessToken);
+                        let sealed =
+                            self.cipher
+                                .encrypt(token.expose(), binding)
+                                .map_err(|source| ConnectionError::Sealing {
+                                    field: SealedField::AccessToken,
+                                    source,
+                                })?;
+                        if revocations::reseal(&self.db, row, sealed, primary).await? {
+                            done.pending_revocations += 1;
+                        }
+                    }
+                    Err(ConnectionError::Unreadable {
+                        source: CryptoError::UnknownKey(kid),
+                        ..
+                    }) => return Err(ConnectionError::MissingKey(kid)),
+                    Err(_) => done.unreadable += 1,
+                }
+            }
+        }
     }
 
     /// The row's sealed values, opened and sealed again with the first key.
@@ -410,8 +472,10 @@ impl ConnectionStore {
 /// What a key rotation did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Resealed {
-    /// Rows now sealed with the first key.
+    /// Connections now sealed with the first key.
     pub rewritten: u64,
+    /// Tokens waiting to be revoked, now sealed with the first key.
+    pub pending_revocations: u64,
     /// Rows that did not open with their key (damaged), left as they were.
     pub unreadable: u64,
 }
@@ -424,6 +488,8 @@ pub(crate) struct Connections {
     refresh_locks: RefreshLocks,
     /// How long a refresh may wait for another instance's (`NOTION_TIMEOUT`).
     refresh_wait: Duration,
+    /// Wakes the revocation worker.
+    queued: Arc<Notify>,
 }
 
 impl Connections {
@@ -439,6 +505,7 @@ impl Connections {
             api,
             refresh_locks: RefreshLocks::default(),
             refresh_wait,
+            queued: Arc::default(),
         }
     }
 
@@ -501,38 +568,45 @@ impl Connections {
         Ok(page)
     }
 
-    /// Deletes one of the user's connections and asks Notion to revoke its token, in the
-    /// background: the connection is gone whatever Notion answers. False when there was none.
+    /// Deletes one of the user's connections and, in the same transaction, queues the
+    /// revocation of its token at Notion (sent by the revocation worker, with retries). False
+    /// when there was no such connection.
     pub(crate) async fn disconnect(
         &self,
         user_id: Uuid,
         id: Uuid,
     ) -> Result<bool, ConnectionError> {
-        let Some(row) = connections::find_for_user(self.store.db(), user_id, id).await? else {
+        let db = self.store.db();
+        let txn = db.begin().await.map_err(StoreError::from)?;
+        let Some(row) = connections::find_for_user(&txn, user_id, id).await? else {
             return Ok(false);
         };
-        let token = self.store.access_token(&row);
-        if !connections::delete(self.store.db(), row.id).await? {
+        revocations::queue(&txn, &row).await?;
+        if !connections::delete(&txn, row.id).await? {
             return Ok(false);
         }
-        match token {
-            Ok(token) => {
-                let oauth = self.oauth.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = oauth.revoke(&token).await {
-                        tracing::warn!(connection_id = %row.id, error = %e, "revoking a Notion token failed");
-                    }
-                });
-            }
-            Err(e) => tracing::error!(
-                event = "decryption_failed",
-                connection_id = %row.id,
-                user_id = %row.user_id,
-                error = %crate::error::Chain(&e),
-                "a deleted connection's token could not be opened for revocation"
-            ),
-        }
+        txn.commit().await.map_err(StoreError::from)?;
+        self.queued.notify_one();
         tracing::info!(connection_id = %row.id, "Notion connection deleted");
         Ok(true)
+    }
+
+    /// Deletes an account with everything it owns (sessions, OAuth flows, connections) and, in
+    /// the same transaction, queues the revocation of every token it held.
+    pub(crate) async fn delete_account(&self, user_id: Uuid) -> Result<(), ConnectionError> {
+        let txn = self.store.db().begin().await.map_err(StoreError::from)?;
+        for row in connections::list_for_user(&txn, user_id).await? {
+            revocations::queue(&txn, &row).await?;
+        }
+        users::delete(&txn, user_id).await?;
+        txn.commit().await.map_err(StoreError::from)?;
+        self.queued.notify_one();
+        tracing::info!(event = "account_deleted", user_id = %user_id, "an account was deleted");
+        Ok(())
+    }
+
+    /// Completes when a revocation was queued since the last call (for the worker).
+    pub(crate) async fn revocation_queued(&self) {
+        self.queued.notified().await;
     }
 }

@@ -3,6 +3,7 @@
 pub mod client;
 pub mod connections;
 pub mod oauth;
+pub mod revocations;
 pub mod search;
 pub mod tokens;
 

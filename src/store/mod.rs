@@ -7,6 +7,7 @@
 pub mod connections;
 pub mod login_attempts;
 pub mod oauth_states;
+pub mod revocations;
 pub mod sessions;
 pub mod users;
 

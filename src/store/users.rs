@@ -44,6 +44,11 @@ pub(crate) async fn find_by_id(
     Ok(user::Entity::find_by_id(id).one(db).await?)
 }
 
+/// Deletes an account; its sessions, OAuth states and connections go with it (foreign keys).
+pub(crate) async fn delete(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreError> {
+    Ok(user::Entity::delete_by_id(id).exec(db).await?.rows_affected == 1)
+}
+
 pub(crate) async fn update_password_hash(
     db: &impl ConnectionTrait,
     id: Uuid,

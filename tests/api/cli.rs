@@ -127,7 +127,7 @@ fn migrate_prepares_a_fresh_sqlite_database() {
 }
 
 /// Picks a port that is free right now (the service is then started on it).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -135,7 +135,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_service(dir: &Path, port: u16) -> Child {
+pub(crate) fn start_service(dir: &Path, port: u16) -> Child {
     command(dir)
         .env("BIND_ADDR", format!("127.0.0.1:{port}"))
         .env("LOG_FORMAT", "json")
@@ -157,7 +157,7 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     Some(response)
 }
 
-fn wait_until_healthy(port: u16) {
+pub(crate) fn wait_until_healthy(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if http_get(port, "/healthz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
@@ -168,7 +168,7 @@ fn wait_until_healthy(port: u16) {
     panic!("the service did not become healthy");
 }
 
-fn terminate(child: &Child) {
+pub(crate) fn terminate(child: &Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

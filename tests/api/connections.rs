@@ -1,6 +1,6 @@
 use notion_connect::{
     crypto::{Binding, KeyRing, SealedField, TokenCipher},
-    entity::notion_connection,
+    entity::{notion_connection, pending_revocation, session, session_family, user},
 };
 use poem::http::StatusCode;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
@@ -21,6 +21,9 @@ on_both_databases!(
     a_ciphertext_moved_to_another_row_does_not_decrypt,
     admin_connection_listing_pages_through_every_connection_once,
     an_unreadable_connection_is_shown_as_such_and_the_rest_keeps_working,
+    a_failed_revocation_is_retried_by_any_instance_until_notion_confirms,
+    a_revocation_failing_for_days_is_given_up,
+    deleting_the_account_removes_everything_and_revokes_every_token,
 );
 
 async fn another_users_connection_is_not_found(backend: Backend) {
@@ -339,4 +342,253 @@ async fn an_unreadable_connection_is_shown_as_such_and_the_rest_keeps_working(ba
         .get_as(&format!("/api/v1/connections/{id}/search"), &user.access)
         .await;
     assert_eq!(search.status(), 200);
+}
+
+/// A connection to the mock whose revocation at Notion failed once and is now pending.
+async fn pending_after_a_failed_revocation(
+    backend: Backend,
+    notion: &MockNotion,
+) -> crate::helpers::TestApp {
+    notion.revoke_answers(StatusCode::SERVICE_UNAVAILABLE);
+    let app = spawn_app_with(backend, |vars| notion.configure(vars)).await;
+    let user = app.signed_in("leaving").await;
+    let id = app.connect_with_code(&user.access).await;
+    let deleted = app
+        .client
+        .delete(app.url(&format!("/api/v1/connections/{id}")))
+        .bearer_auth(&user.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    notion.wait_for_revokes(1).await;
+    let pending = pending_revocation::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1, "kept for another try");
+    assert_eq!(pending[0].attempts, 1);
+    assert!(
+        !pending[0].access_token.contains("secret_revoke"),
+        "the token stays sealed while it waits"
+    );
+    app
+}
+
+/// Makes every pending revocation due now, as if its pause had passed; `age` backdates it.
+async fn make_due(app: &crate::helpers::TestApp, age: time::Duration) {
+    for row in pending_revocation::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+    {
+        let now = time::OffsetDateTime::now_utc();
+        let mut due: pending_revocation::ActiveModel = row.clone().into();
+        due.next_attempt_at = Set(now - time::Duration::seconds(1));
+        due.created_at = Set(row.created_at - age);
+        due.update(&app.db).await.unwrap();
+    }
+}
+
+async fn a_failed_revocation_is_retried_by_any_instance_until_notion_confirms(backend: Backend) {
+    let notion = MockNotion::start(TokenReply::Grant {
+        bot_id: "bot-revoke".into(),
+        access_token: "secret_revoke".into(),
+    })
+    .await;
+    let mut first = pending_after_a_failed_revocation(backend, &notion).await;
+    let database_url = first.database_url.clone();
+    // The instance that queued it stops; Notion comes back; another instance takes over.
+    first.begin_shutdown().await.unwrap().unwrap();
+    notion.revoke_answers(StatusCode::OK);
+    make_due(&first, time::Duration::ZERO).await;
+    let second = spawn_app_with(backend, |vars| {
+        notion.configure(vars);
+        vars.insert("DATABASE_URL".into(), database_url);
+    })
+    .await;
+    notion.wait_for_revokes(2).await;
+    assert_eq!(notion.revoke_calls(), 2);
+    for _ in 0..100 {
+        if pending_revocation::Entity::find()
+            .count(&second.db)
+            .await
+            .unwrap()
+            == 0
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the confirmed revocation was not removed");
+}
+
+async fn a_revocation_failing_for_days_is_given_up(backend: Backend) {
+    let notion = MockNotion::start(TokenReply::Grant {
+        bot_id: "bot-revoke".into(),
+        access_token: "secret_revoke".into(),
+    })
+    .await;
+    let mut first = pending_after_a_failed_revocation(backend, &notion).await;
+    let database_url = first.database_url.clone();
+    first.begin_shutdown().await.unwrap().unwrap();
+    make_due(&first, time::Duration::days(4)).await;
+    let second = spawn_app_with(backend, |vars| {
+        notion.configure(vars);
+        vars.insert("DATABASE_URL".into(), database_url);
+    })
+    .await;
+    notion.wait_for_revokes(2).await;
+    for _ in 0..100 {
+        if pending_revocation::Entity::find()
+            .count(&second.db)
+            .await
+            .unwrap()
+            == 0
+        {
+            // One last attempt was made, then it was dropped (and logged), not retried.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            assert_eq!(notion.revoke_calls(), 2);
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the revocation was not given up");
+}
+
+async fn deleting_the_account_removes_everything_and_revokes_every_token(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let leaving = app.signed_in("leaving").await;
+    let staying = app.signed_in("staying").await;
+    app.connect_sandbox(&leaving.access).await;
+    app.connect_sandbox(&staying.access).await;
+    let cipher = TokenCipher::new(KeyRing::parse(TEST_KEYS).unwrap());
+    let rows = notion_connection::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap();
+    let leaving_id: uuid::Uuid = leaving.body["user"]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let token_of = |row: &notion_connection::Model| {
+        cipher
+            .decrypt(
+                &row.access_token,
+                Binding::new(row.user_id, &row.bot_id, SealedField::AccessToken),
+            )
+            .unwrap()
+            .expose()
+            .clone()
+    };
+    let leaving_token = token_of(rows.iter().find(|r| r.user_id == leaving_id).unwrap());
+    let staying_token = token_of(rows.iter().find(|r| r.user_id != leaving_id).unwrap());
+
+    let delete = |password: &str| {
+        app.client
+            .delete(app.url("/api/v1/me"))
+            .bearer_auth(&leaving.access)
+            .json(&serde_json::json!({ "password": password }))
+            .send()
+    };
+    // The wrong password changes nothing.
+    assert_problem(
+        delete("not my password").await.unwrap(),
+        403,
+        "invalid_credentials",
+    )
+    .await;
+    assert_eq!(
+        app.get_as("/api/v1/me", &leaving.access).await.status(),
+        200
+    );
+
+    assert_eq!(delete(PASSWORD).await.unwrap().status(), 204);
+    assert_eq!(
+        app.get_as("/api/v1/me", &leaving.access).await.status(),
+        401
+    );
+    let refreshed = app
+        .post_with_cookie("/api/v1/auth/refresh", &leaving.refresh)
+        .await;
+    assert_eq!(refreshed.status(), 401);
+    assert_eq!(app.login("leaving", PASSWORD).await.status(), 401);
+    let users: Vec<String> = user::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    assert_eq!(users, ["staying"]);
+    for (table, count) in [
+        (
+            "connections",
+            notion_connection::Entity::find()
+                .filter(notion_connection::Column::UserId.eq(leaving_id))
+                .count(&app.db)
+                .await
+                .unwrap(),
+        ),
+        (
+            "sessions",
+            session::Entity::find()
+                .filter(session::Column::UserId.eq(leaving_id))
+                .count(&app.db)
+                .await
+                .unwrap(),
+        ),
+        (
+            "families",
+            session_family::Entity::find()
+                .filter(session_family::Column::UserId.eq(leaving_id))
+                .count(&app.db)
+                .await
+                .unwrap(),
+        ),
+    ] {
+        assert_eq!(count, 0, "{table} left behind");
+    }
+
+    // The worker revokes the token at Notion (here the sandbox), and only that one.
+    let introspect = |token: String| {
+        let app = &app;
+        async move {
+            let response = app
+                .client
+                .post(app.url("/sandbox/notion/v1/oauth/introspect"))
+                .basic_auth("notion-connect-sandbox", Some(&app.notion_client_secret))
+                .json(&serde_json::json!({ "token": token }))
+                .send()
+                .await
+                .unwrap();
+            response.json::<Value>().await.unwrap()["active"] == true
+        }
+    };
+    let mut revoked = false;
+    for _ in 0..100 {
+        if !introspect(leaving_token.clone()).await {
+            revoked = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(revoked, "the deleted account's token still works at Notion");
+    assert!(
+        introspect(staying_token).await,
+        "other users' tokens are untouched"
+    );
+    for _ in 0..100 {
+        if pending_revocation::Entity::find()
+            .count(&app.db)
+            .await
+            .unwrap()
+            == 0
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the confirmed revocation was not removed");
 }

@@ -15,6 +15,7 @@ mod openapi;
 mod rotation;
 mod sandbox;
 mod search;
+mod security_log;
 mod shutdown;
 mod transport;
 mod web;

@@ -1,0 +1,152 @@
+//! Revoking tokens at Notion, durably. Disconnecting a workspace or deleting an account queues
+//! the revocation in the same transaction that deletes the connection; a worker in every instance
+//! sends what is due, retries with growing pauses across restarts, outages and instances, and
+//! gives up loudly after a few days.
+//!
+//! An attempt takes its row by moving the next attempt time forward (compare-and-set on the
+//! attempt count), so two instances never send the same revocation at once, and a worker that
+//! dies mid-attempt only delays the next one.
+
+use std::{sync::Arc, time::Duration};
+
+use time::OffsetDateTime;
+
+use super::{connections::Connections, oauth::RevokeError};
+use crate::{
+    entity::pending_revocation,
+    error::Chain,
+    store::{StoreError, revocations},
+};
+
+/// How often the worker looks for due revocations when nothing wakes it earlier.
+const POLL: Duration = Duration::from_secs(30);
+/// Revocations taken per look.
+const BATCH: u64 = 20;
+/// The pause before the second attempt; it doubles with each further one...
+const FIRST_RETRY: time::Duration = time::Duration::minutes(1);
+/// ...up to this.
+const LONGEST_PAUSE: time::Duration = time::Duration::hours(6);
+/// A revocation still failing this long after it was queued is abandoned (and logged).
+pub(crate) const GIVE_UP_AFTER: time::Duration = time::Duration::days(3);
+
+/// The pause after the `attempts`-th attempt.
+fn pause_after(attempts: i32) -> time::Duration {
+    let doublings = attempts.saturating_sub(1).clamp(0, 20) as u32;
+    (FIRST_RETRY * 2_i32.saturating_pow(doublings)).min(LONGEST_PAUSE)
+}
+
+/// What one pass did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Revoked {
+    /// Confirmed by Notion (or already unusable there).
+    pub revoked: usize,
+    /// Failed this time, to be tried again.
+    pub retrying: usize,
+    /// Abandoned: too old, or the token could not be decrypted.
+    pub given_up: usize,
+}
+
+impl Connections {
+    /// Sends every revocation that is due, once.
+    pub async fn revoke_due(&self) -> Result<Revoked, StoreError> {
+        let db = self.store().db();
+        let mut done = Revoked::default();
+        for row in revocations::due(db, BATCH).await? {
+            let now = OffsetDateTime::now_utc();
+            if !revocations::claim(db, &row, now + pause_after(row.attempts + 1)).await? {
+                continue;
+            }
+            match self.attempt(&row).await {
+                Ok(()) => {
+                    revocations::delete(db, row.id).await?;
+                    tracing::info!(user_id = %row.user_id, "a Notion token was revoked");
+                    done.revoked += 1;
+                }
+                Err(reason) if reason.is_final() || now - row.created_at > GIVE_UP_AFTER => {
+                    revocations::delete(db, row.id).await?;
+                    tracing::error!(
+                        event = "revocation_given_up",
+                        user_id = %row.user_id,
+                        attempts = row.attempts + 1,
+                        error = %Chain(&reason),
+                        "a Notion token could not be revoked and will not be tried again; \
+                         revoke the integration's access in Notion by hand"
+                    );
+                    done.given_up += 1;
+                }
+                Err(reason) => {
+                    tracing::warn!(
+                        user_id = %row.user_id,
+                        attempts = row.attempts + 1,
+                        error = %Chain(&reason),
+                        "revoking a Notion token failed; it will be tried again"
+                    );
+                    done.retrying += 1;
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    async fn attempt(&self, row: &pending_revocation::Model) -> Result<(), AttemptError> {
+        let token = self
+            .store()
+            .open_revocation(row)
+            .map_err(AttemptError::Undecryptable)?;
+        match self.oauth().revoke(&token).await {
+            Ok(()) => Ok(()),
+            // Notion does not know the token (any more): there is nothing left to revoke.
+            Err(RevokeError::Status(400 | 401 | 404)) => Ok(()),
+            Err(e) => Err(AttemptError::Notion(e)),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    #[error("the token cannot be decrypted")]
+    Undecryptable(#[source] super::connections::ConnectionError),
+    #[error("Notion did not confirm")]
+    Notion(#[source] RevokeError),
+}
+
+impl AttemptError {
+    /// Whether trying again cannot help.
+    fn is_final(&self) -> bool {
+        matches!(self, Self::Undecryptable(_))
+    }
+}
+
+/// Runs the revocation worker until the returned task is aborted: a pass at start-up, then one
+/// every [`POLL`] or as soon as something is queued.
+pub(crate) fn spawn(connections: Arc<Connections>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match connections.revoke_due().await {
+                Ok(done) if done != Revoked::default() => {
+                    tracing::info!(?done, "sent pending revocations")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %Chain(&e), "sending pending revocations failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(POLL) => {}
+                _ = connections.revocation_queued() => {}
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pauses_double_and_stop_growing() {
+        assert_eq!(pause_after(1), time::Duration::minutes(1));
+        assert_eq!(pause_after(2), time::Duration::minutes(2));
+        assert_eq!(pause_after(4), time::Duration::minutes(8));
+        assert_eq!(pause_after(50), LONGEST_PAUSE);
+        assert_eq!(pause_after(i32::MAX), LONGEST_PAUSE);
+    }
+}
