@@ -375,6 +375,17 @@ async fn pending_after_a_failed_revocation(
     app
 }
 
+/// Waits (briefly) until no revocation is pending; fails the test with `what` otherwise.
+async fn until_nothing_pending(db: &sea_orm::DatabaseConnection, what: &str) {
+    for _ in 0..100 {
+        if pending_revocation::Entity::find().count(db).await.unwrap() == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{what}");
+}
+
 /// Makes every pending revocation due now, as if its pause had passed; `age` backdates it.
 async fn make_due(app: &crate::helpers::TestApp, age: time::Duration) {
     for row in pending_revocation::Entity::find()
@@ -409,18 +420,7 @@ async fn a_failed_revocation_is_retried_by_any_instance_until_notion_confirms(ba
     .await;
     notion.wait_for_revokes(2).await;
     assert_eq!(notion.revoke_calls(), 2);
-    for _ in 0..100 {
-        if pending_revocation::Entity::find()
-            .count(&second.db)
-            .await
-            .unwrap()
-            == 0
-        {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("the confirmed revocation was not removed");
+    until_nothing_pending(&second.db, "the confirmed revocation was not removed").await;
 }
 
 async fn a_revocation_failing_for_days_is_given_up(backend: Backend) {
@@ -439,21 +439,10 @@ async fn a_revocation_failing_for_days_is_given_up(backend: Backend) {
     })
     .await;
     notion.wait_for_revokes(2).await;
-    for _ in 0..100 {
-        if pending_revocation::Entity::find()
-            .count(&second.db)
-            .await
-            .unwrap()
-            == 0
-        {
-            // One last attempt was made, then it was dropped (and logged), not retried.
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            assert_eq!(notion.revoke_calls(), 2);
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("the revocation was not given up");
+    until_nothing_pending(&second.db, "the revocation was not given up").await;
+    // One last attempt was made, then it was dropped (and logged), not retried.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(notion.revoke_calls(), 2);
 }
 
 async fn deleting_the_account_removes_everything_and_revokes_every_token(backend: Backend) {
@@ -579,16 +568,5 @@ async fn deleting_the_account_removes_everything_and_revokes_every_token(backend
         introspect(staying_token).await,
         "other users' tokens are untouched"
     );
-    for _ in 0..100 {
-        if pending_revocation::Entity::find()
-            .count(&app.db)
-            .await
-            .unwrap()
-            == 0
-        {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("the confirmed revocation was not removed");
+    until_nothing_pending(&app.db, "the confirmed revocation was not removed").await;
 }
