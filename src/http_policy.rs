@@ -73,6 +73,13 @@ async fn read_body<E: Endpoint>(next: E, mut req: Request, within: Duration) -> 
     if declared.is_some_and(|length| length > BODY_LIMIT as u64) {
         return Err(ApiError::PayloadTooLarge { limit: BODY_LIMIT }.into());
     }
+    // Without a length or a transfer coding, an HTTP/1 request has no body (HTTP/2 may stream
+    // one without either, so it is read).
+    let http1 = req.version() <= poem::http::Version::HTTP_11;
+    if http1 && declared.unwrap_or(0) == 0 && !req.headers().contains_key(header::TRANSFER_ENCODING)
+    {
+        return next.call(req).await.map(IntoResponse::into_response);
+    }
     let mut buffer = Vec::new();
     let mut body = req
         .take_body()

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 use crate::{
-    auth::{device::Devices, jwt::JwtKeys, password::PasswordHasher},
+    auth::{device::Devices, jwt::JwtKeys, liveness::LiveSessions, password::PasswordHasher},
     config::Settings,
     crypto::TokenCipher,
     notion::{
@@ -24,6 +24,8 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub(crate) jwt: Arc<JwtKeys>,
     pub(crate) hasher: PasswordHasher,
+    /// Families recently found live, so that most requests skip the liveness query.
+    pub(crate) live_sessions: Arc<LiveSessions>,
     /// Signs device cookies and names usernames in logs.
     pub(crate) devices: Arc<Devices>,
     /// Limits login and registration attempts per client IP.
@@ -70,6 +72,7 @@ impl AppState {
             auth_limiter: Arc::new(IpRateLimiter::per_minute(settings.auth_rate_limit)),
             refresh_limits: Arc::new(RefreshLimits::new()),
             devices: Arc::new(Devices::new(settings.jwt_secret.expose())),
+            live_sessions: Arc::default(),
             notion,
             connections: Arc::new(connections),
             settings: Arc::new(settings),

@@ -22,6 +22,7 @@ use crate::{
         backoff::delay_after,
         device::{DEVICE_COOKIE, DEVICE_COOKIE_MAX_AGE, DEVICE_COOKIE_PATH},
         hash_token,
+        liveness::Account,
         password::{HashError, MAX_PASSWORD_BYTES, Password, Verification},
     },
     client_ip,
@@ -56,6 +57,17 @@ impl From<&user::Model> for User {
             username: model.username.clone(),
             is_admin: model.is_admin,
             created_at: model.created_at,
+        }
+    }
+}
+
+impl From<&Account> for User {
+    fn from(account: &Account) -> Self {
+        Self {
+            id: account.id,
+            username: account.username.clone(),
+            is_admin: account.is_admin,
+            created_at: account.created_at,
         }
     }
 }
@@ -349,6 +361,7 @@ impl AuthApi {
                 sessions::find_by_token_hash(&state.db, &hash_token(token)).await?
             {
                 sessions::revoke_family(&state.db, session.family_id).await?;
+                state.live_sessions.forget_family(session.family_id);
                 tracing::info!(event = "logout", user_id = %session.user_id, "logged out");
             }
         }
@@ -359,6 +372,7 @@ impl AuthApi {
             .and_then(|v| v.strip_prefix("Bearer "));
         if let Some(claims) = bearer.and_then(|token| state.jwt.verify(token).ok()) {
             sessions::revoke_family(&state.db, claims.sid).await?;
+            state.live_sessions.forget_family(claims.sid);
             tracing::info!(event = "logout", user_id = %claims.sub, "logged out");
         }
         Ok(LogoutResponse::LoggedOut(refresh_cookie(&state, None)))
@@ -389,13 +403,18 @@ impl AccountApi {
         req: &Request,
         body: Json<PasswordConfirmation>,
     ) -> Result<DeleteAccountResponse, ApiError> {
-        let user = auth.0.user;
         if let Some(wait) = address_throttled(&state, req) {
             return Ok(DeleteAccountResponse::TooManyAttempts(
                 too_many_attempts(),
                 wait,
             ));
         }
+        // The password hash is read afresh: it is never kept with the session.
+        let Some(user) = users::find_by_id(&state.db, auth.0.user.id).await? else {
+            return Ok(DeleteAccountResponse::Unauthorized(Json(
+                ApiError::Unauthorized.problem(),
+            )));
+        };
         let bucket = throttle_bucket(&state, req, Some(&user), &user.username_key);
         if let Err(wait) = login_attempts::claim(&state.db, &bucket, delay_after).await? {
             return Ok(DeleteAccountResponse::TooManyAttempts(
@@ -416,6 +435,7 @@ impl AccountApi {
         }
         login_attempts::clear(&state.db, &bucket).await?;
         state.connections.delete_account(user.id).await?;
+        state.live_sessions.forget_user(user.id);
         Ok(DeleteAccountResponse::Deleted)
     }
 }
@@ -479,6 +499,7 @@ async fn rotate(state: &AppState, current: &session::Model) -> Result<Rotation, 
         }
     }
     sessions::revoke_family(&state.db, current.family_id).await?;
+    state.live_sessions.forget_family(current.family_id);
     tracing::warn!(
         event = "refresh_family_revoked",
         user_id = %current.user_id,

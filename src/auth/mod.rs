@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod device;
 pub mod jwt;
+pub mod liveness;
 pub mod password;
 
 use poem::Request;
@@ -12,7 +13,6 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     crypto::{hex, random_token},
-    entity::user,
     error::ApiError,
     secret::Secret,
     state::AppState,
@@ -79,10 +79,10 @@ pub fn hash_token(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
 }
 
-/// The authenticated caller, with the session family of its access token.
+/// The authenticated caller.
 #[derive(Clone, Debug)]
 pub struct CurrentUser {
-    pub user: user::Model,
+    pub user: liveness::Account,
 }
 
 /// A JWT access token from `POST /auth/login` or `POST /auth/refresh`.
@@ -113,10 +113,17 @@ async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser
         .jwt
         .verify(&bearer.token)
         .map_err(|_| ApiError::Unauthorized)?;
-    let user = store::sessions::user_of_live_family(&state.db, claims.sub, claims.sid)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or(ApiError::Unauthorized)?;
+    let now = std::time::Instant::now();
+    if let Some(user) = state.live_sessions.get(claims.sub, claims.sid, now) {
+        return Ok(CurrentUser { user });
+    }
+    let user: liveness::Account =
+        store::sessions::user_of_live_family(&state.db, claims.sub, claims.sid)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::Unauthorized)?
+            .into();
+    state.live_sessions.remember(claims.sid, user.clone(), now);
     Ok(CurrentUser { user })
 }
 

@@ -232,13 +232,11 @@ async fn read_capped(
     mut response: reqwest::Response,
     deadline: Instant,
 ) -> Result<Vec<u8>, NotionError> {
-    if response
-        .content_length()
-        .is_some_and(|length| length > MAX_RESPONSE_BYTES as u64)
-    {
+    let declared = response.content_length().unwrap_or(0);
+    if declared > MAX_RESPONSE_BYTES as u64 {
         return Err(NotionError::TooLarge);
     }
-    let mut body = Vec::new();
+    let mut body = Vec::with_capacity(declared as usize);
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let chunk = match tokio::time::timeout(remaining, response.chunk()).await {

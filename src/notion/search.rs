@@ -18,7 +18,7 @@ pub(crate) const UNTITLED: &str = "Untitled";
 /// The body of `POST /search`. Absent values are left out entirely: Notion rejects a `null`
 /// `start_cursor`.
 #[derive(Serialize, Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct SearchRequest {
+pub struct SearchRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -32,7 +32,7 @@ pub(crate) struct SearchRequest {
 
 /// `{"property": "object", "value": ...}`: only pages, or only data sources.
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ObjectFilter {
+pub struct ObjectFilter {
     property: FilterProperty,
     value: ObjectType,
 }
@@ -54,14 +54,14 @@ enum FilterProperty {
 
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum ObjectType {
+pub enum ObjectType {
     Page,
     DataSource,
 }
 
 /// `{"direction": ..., "timestamp": "last_edited_time"}`: the only sort Notion's search has.
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Sort {
+pub struct Sort {
     direction: Direction,
     timestamp: Timestamp,
 }
@@ -77,7 +77,7 @@ impl Sort {
 
 #[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum Direction {
+pub enum Direction {
     Ascending,
     Descending,
 }
@@ -250,7 +250,7 @@ pub(crate) struct RawFile<'a> {
 
 /// The kinds of result we show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ObjectKind {
+pub enum ObjectKind {
     Page,
     DataSource,
     Database,
@@ -258,14 +258,14 @@ pub(crate) enum ObjectKind {
 
 /// A simplified icon.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Icon {
+pub enum Icon {
     Emoji(String),
     Url(String),
 }
 
 /// One simplified result.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Item {
+pub struct Item {
     pub id: String,
     pub object: ObjectKind,
     pub title: String,
@@ -331,14 +331,14 @@ fn join(text: &[RichText<'_>]) -> String {
 
 /// One page of simplified results.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct SearchPage {
+pub struct SearchPage {
     pub items: Vec<Item>,
     pub next_cursor: Option<String>,
     pub has_more: bool,
 }
 
 /// Parses a search response body into simplified results.
-pub(crate) fn parse(body: &[u8]) -> Result<SearchPage, serde_json::Error> {
+pub fn parse(body: &[u8]) -> Result<SearchPage, serde_json::Error> {
     let page: RawPage<'_> = serde_json::from_slice(body)?;
     Ok(SearchPage {
         next_cursor: page.next_cursor.map(Cow::into_owned),

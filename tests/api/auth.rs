@@ -2,7 +2,10 @@ use std::time::Duration;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
-use notion_connect::entity::{session_family, user};
+use notion_connect::{
+    auth::liveness::BELIEVED_FOR,
+    entity::{session_family, user},
+};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 
@@ -15,6 +18,7 @@ on_both_databases!(
     a_whole_session_from_registration_to_logout,
     forged_and_stale_access_tokens_are_refused,
     reusing_a_rotated_refresh_token_ends_the_session,
+    a_logout_ends_access_here_at_once_and_elsewhere_within_a_second,
     concurrent_registrations_of_one_name_create_one_account,
     usernames_are_unique_regardless_of_case,
     unknown_users_and_wrong_passwords_look_the_same,
@@ -233,7 +237,8 @@ async fn forged_and_stale_access_tokens_are_refused(backend: Backend) {
     assert_eq!(logout.status(), 204);
     assert_eq!(app.get_as("/api/v1/me", &tokens.access).await.status(), 401);
 
-    // A token of a deleted user.
+    // A token of a user deleted behind this instance's back, as another instance would: the
+    // instance believes its last look at the session for no longer than `BELIEVED_FOR`.
     let victim = app.signed_in("victim").await;
     assert_eq!(app.get_as("/api/v1/me", &victim.access).await.status(), 200);
     user::Entity::delete_many()
@@ -241,7 +246,41 @@ async fn forged_and_stale_access_tokens_are_refused(backend: Backend) {
         .exec(&app.db)
         .await
         .unwrap();
+    tokio::time::sleep(BELIEVED_FOR).await;
     assert_eq!(app.get_as("/api/v1/me", &victim.access).await.status(), 401);
+}
+
+async fn a_logout_ends_access_here_at_once_and_elsewhere_within_a_second(backend: Backend) {
+    let here = spawn_app(backend).await;
+    let database_url = here.database_url.clone();
+    let elsewhere = spawn_app_with(backend, |vars| {
+        vars.insert("DATABASE_URL".into(), database_url);
+    })
+    .await;
+    let tokens = here.signed_in("roaming").await;
+    // Both instances have just seen the session live.
+    for app in [&here, &elsewhere] {
+        assert_eq!(app.get_as("/api/v1/me", &tokens.access).await.status(), 200);
+    }
+
+    let logout = here
+        .post_with_cookie("/api/v1/auth/logout", &tokens.refresh)
+        .await;
+    assert_eq!(logout.status(), 204);
+
+    assert_problem(
+        here.get_as("/api/v1/me", &tokens.access).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    tokio::time::sleep(BELIEVED_FOR).await;
+    assert_problem(
+        elsewhere.get_as("/api/v1/me", &tokens.access).await,
+        401,
+        "unauthorized",
+    )
+    .await;
 }
 
 async fn reusing_a_rotated_refresh_token_ends_the_session(backend: Backend) {

@@ -751,6 +751,8 @@ async fn expiring_and_ended_sessions_are_handled_for_the_user(backend: Backend) 
     // The server ends the session (every session row is deleted): the next request takes the
     // visitor to sign in, and back to where they were afterwards.
     session::Entity::delete_many().exec(&app.db).await.unwrap();
+    // As when another instance ended it: this one notices within `BELIEVED_FOR`.
+    tokio::time::sleep(notion_connect::auth::liveness::BELIEVED_FOR).await;
     browser.js("location.hash = '#/connections?again=2';").await;
     browser
         .find_text(".message.warning", "Your session has ended")

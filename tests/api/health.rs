@@ -3,6 +3,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use notion_connect::auth::liveness::BELIEVED_FOR;
 use sea_orm::{ConnectionTrait, Database};
 
 use crate::helpers::{Backend, PASSWORD, TestApp, assert_problem, on_both_databases, spawn_app};
@@ -83,6 +84,8 @@ async fn database_backed_routes_answer_503_while_the_database_is_unusable_and_re
             // Unreachable: every route that needs the database says so, including the bearer
             // check itself.
             let outage = Outage::begin(&app).await;
+            // Past the time a live session is believed without asking the database.
+            tokio::time::sleep(BELIEVED_FOR).await;
             assert_unavailable(me()).await;
             assert_unavailable(app.get_as("/api/v1/connections", &user.access)).await;
             assert_unavailable(app.login("steady", PASSWORD)).await;

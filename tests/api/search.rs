@@ -60,6 +60,7 @@ on_both_databases!(
     a_connection_without_a_refresh_token_needs_reauthorization,
     two_instances_on_one_database_refresh_once,
     refreshed_tokens_are_stored_only_while_the_lease_is_held,
+    a_connection_deleted_through_another_instance_is_never_used,
 );
 
 async fn paging_through_the_sandbox_returns_every_item_exactly_once(backend: Backend) {
@@ -483,6 +484,39 @@ async fn two_instances_on_one_database_refresh_once(backend: Backend) {
         notion.refresh_calls(),
         1,
         "one refresh across both instances"
+    );
+}
+
+async fn a_connection_deleted_through_another_instance_is_never_used(backend: Backend) {
+    let notion = MockNotion::start(grant()).await;
+    let (first, user, id) = connected_to_mock(backend, &notion, grant()).await;
+    let database_url = first.database_url.clone();
+    let second = spawn_app_with(backend, |vars| {
+        notion.configure(vars);
+        vars.insert("DATABASE_URL".into(), database_url);
+    })
+    .await;
+    // The second instance has searched it, so anything it might keep about it is warm.
+    assert_eq!(search(&second, &user, &id, "").await.status(), 200);
+    assert_eq!(search(&second, &user, &id, "").await.status(), 200);
+    let calls = notion.search_calls();
+
+    let deleted = first
+        .client
+        .delete(first.url(&format!("/api/v1/connections/{id}")))
+        .bearer_auth(&user.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+
+    for app in [&second, &first] {
+        assert_problem(search(app, &user, &id, "").await, 404, "not_found").await;
+    }
+    assert_eq!(
+        notion.search_calls(),
+        calls,
+        "no instance called Notion with the deleted connection's token"
     );
 }
 

@@ -1,0 +1,152 @@
+//! Running wrk and reading what it reports.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+/// What one wrk run measured.
+#[derive(Clone, Debug, Default)]
+pub struct Measured {
+    pub requests_per_second: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+    /// Non-2xx answers plus connection, read, write and timeout errors.
+    pub errors: u64,
+    pub requests: u64,
+}
+
+/// A wrk run: `connections` clients over `threads` threads for `seconds`, with a Lua `script`.
+pub struct Run<'a> {
+    pub url: &'a str,
+    pub connections: u32,
+    pub seconds: u32,
+    pub script: &'a Path,
+}
+
+impl Run<'_> {
+    pub fn start(&self) -> Child {
+        let threads = self.connections.clamp(1, 2);
+        Command::new("wrk")
+            .args([
+                "--latency",
+                &format!("-t{threads}"),
+                &format!("-c{}", self.connections),
+                &format!("-d{}s", self.seconds),
+                "--timeout",
+                "10s",
+                "-s",
+            ])
+            .arg(self.script)
+            .arg(self.url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("wrk starts (Debian: apt install wrk)")
+    }
+
+    pub fn run(&self) -> Measured {
+        finish(self.start())
+    }
+}
+
+/// Waits for a started run and reads its report.
+pub fn finish(child: Child) -> Measured {
+    let output = child.wait_with_output().expect("wrk finishes");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "wrk failed: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    parse(&text)
+}
+
+fn duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "us" => number / 1e6,
+        "ms" => number / 1e3,
+        "s" => number,
+        "m" => number * 60.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(seconds))
+}
+
+fn parse(report: &str) -> Measured {
+    let mut measured = Measured::default();
+    for line in report.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["50%", value] => measured.p50 = duration(value).unwrap_or_default(),
+            ["99%", value] => measured.p99 = duration(value).unwrap_or_default(),
+            ["Requests/sec:", value] => measured.requests_per_second = value.parse().unwrap_or(0.0),
+            [count, "requests", "in", ..] => measured.requests = count.parse().unwrap_or(0),
+            ["Non-2xx", "or", "3xx", "responses:", count] => {
+                measured.errors += count.parse::<u64>().unwrap_or(0)
+            }
+            ["Socket", "errors:", rest @ ..] => {
+                measured.errors += rest
+                    .iter()
+                    .filter_map(|word| word.trim_end_matches(',').parse::<u64>().ok())
+                    .sum::<u64>()
+            }
+            _ => {}
+        }
+    }
+    measured
+}
+
+/// A Lua script that sends `method` with these headers, cycling through `requests` (a path,
+/// and a body or none).
+pub fn script(
+    method: &str,
+    requests: &[(String, Option<String>)],
+    headers: &[(&str, String)],
+) -> String {
+    let paths: Vec<String> = requests.iter().map(|(p, _)| format!("{p:?}")).collect();
+    let bodies: Vec<String> = requests
+        .iter()
+        .map(|(_, b)| b.as_ref().map_or("false".to_owned(), |b| format!("{b:?}")))
+        .collect();
+    let mut lua = format!(
+        "local paths = {{ {} }}\nlocal bodies = {{ {} }}\nlocal i = 0\n",
+        paths.join(", "),
+        bodies.join(", ")
+    );
+    lua.push_str(&format!("wrk.method = {method:?}\n"));
+    for (name, value) in headers {
+        lua.push_str(&format!("wrk.headers[{name:?}] = {value:?}\n"));
+    }
+    lua.push_str(
+        "request = function()\n  i = i % #paths + 1\n  local body = bodies[i] or nil\n  \
+         return wrk.format(nil, paths[i], nil, body)\nend\n",
+    );
+    lua
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_wrk_report() {
+        let report = "Running 10s test @ http://127.0.0.1:1/\n  2 threads and 64 connections\n\
+            Thread Stats   Avg      Stdev     Max   +/- Stdev\n\
+            Latency    10.5ms    2.1ms  40.2ms   90.00%\n\
+            Latency Distribution\n     50%  850.00us\n     75%    1.20ms\n     90%    2.00ms\n\
+                 99%   30.10ms\n  20000 requests in 10.00s, 1.90GB read\n\
+            Socket errors: connect 0, read 2, write 0, timeout 1\n\
+            Non-2xx or 3xx responses: 4\nRequests/sec:   2000.50\nTransfer/sec:    190.00MB\n";
+        let measured = parse(report);
+        assert_eq!(measured.p50, Duration::from_micros(850));
+        assert_eq!(measured.p99, Duration::from_micros(30_100));
+        assert_eq!(measured.requests, 20_000);
+        assert_eq!(measured.errors, 7);
+        assert!((measured.requests_per_second - 2000.5).abs() < 1e-9);
+    }
+}
