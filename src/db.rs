@@ -14,6 +14,12 @@ use sea_orm::{
 
 use crate::{config::create_private_dir, secret::Secret};
 
+/// Pooled connections to SQLite. Each runs its queries on a thread of its own and keeps its own
+/// page cache; SQLite runs one write at a time anyway, so a few connections serve a small
+/// machine's cores as well as many would, with fewer threads to wake and less memory.
+const SQLITE_POOL_SIZE: u32 = 4;
+/// Pooled connections to PostgreSQL, which serves concurrent queries in parallel.
+const POSTGRES_POOL_SIZE: u32 = 16;
 /// How long a query may wait for the SQLite write lock.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The readiness probe answers within this time whatever the database does.
@@ -31,9 +37,14 @@ pub async fn connect(url: &Secret<String>) -> Result<DatabaseConnection, DbErr> 
         })?;
     }
 
+    let pool_size = if sqlite_url(url) {
+        SQLITE_POOL_SIZE
+    } else {
+        POSTGRES_POOL_SIZE
+    };
     let mut options = ConnectOptions::new(url.to_owned());
     options
-        .max_connections(16)
+        .max_connections(pool_size)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
         // Statements are logged at debug level by our own spans; sqlx's info-level statement log
@@ -97,8 +108,15 @@ async fn probe_sqlite_file(url: &str) -> Result<(), DbErr> {
     result
 }
 
+fn sqlite_url(url: &str) -> bool {
+    url.starts_with("sqlite:")
+}
+
 /// The file behind a `sqlite:` URL, or `None` for in-memory and non-SQLite databases.
 fn sqlite_file(url: &str) -> Option<&Path> {
+    if !sqlite_url(url) {
+        return None;
+    }
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;

@@ -22,6 +22,7 @@
 //! - [`web`] serves the single-page app of `web/`, compiled into the binary; [`sandbox`] stands
 //!   in for Notion in development.
 
+pub mod allocator;
 pub mod api;
 pub mod auth;
 pub mod client_ip;

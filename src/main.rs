@@ -23,6 +23,10 @@ use notion_connect::{
     store, telemetry,
 };
 
+#[global_allocator]
+static ALLOCATOR: notion_connect::allocator::ServiceAllocator =
+    notion_connect::allocator::ServiceAllocator;
+
 /// Connect Notion workspaces through OAuth, keep their tokens encrypted, and search them.
 ///
 /// Settings come from environment variables (and a `.env` file); the flags below override them.
@@ -118,15 +122,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// Every password hash allocates 19 MiB. glibc serves blocks that large with `mmap`, but after
-/// the first one is freed it raises its threshold and keeps later ones on the heap, so the
-/// process would hold a hash's memory for good. A fixed threshold (the default 128 KiB) gives
-/// each block back as soon as its hash is done.
+/// Blocks of [`LARGE_BLOCK`](notion_connect::allocator::LARGE_BLOCK) or more (password hashes, 19 MiB each) go to glibc's allocator,
+/// which should map each one on its own and unmap it when it is freed. By default glibc raises
+/// its mapping threshold after the first such block is freed and keeps later ones on its heap,
+/// holding a hash's memory for good; a fixed threshold keeps every large block mapped.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn release_large_blocks_at_once() {
     // SAFETY: `mallopt` only tunes the allocator, and no other thread exists yet.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(
+            libc::M_MMAP_THRESHOLD,
+            notion_connect::allocator::LARGE_BLOCK as libc::c_int,
+        );
     }
 }
 

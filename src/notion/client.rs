@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use poem::http::StatusCode;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -85,7 +86,7 @@ impl NotionClient {
         connection: Uuid,
         token: &str,
         body: &SearchRequest,
-    ) -> Result<Vec<u8>, NotionError> {
+    ) -> Result<Bytes, NotionError> {
         self.post_with_retries(connection, "/search", token, body)
             .await
     }
@@ -96,7 +97,7 @@ impl NotionClient {
         path: &str,
         token: &str,
         body: &impl serde::Serialize,
-    ) -> Result<Vec<u8>, NotionError> {
+    ) -> Result<Bytes, NotionError> {
         let deadline = Instant::now() + self.deadline;
         let url = self.endpoints.url(path);
         let mut attempt = 0;
@@ -228,15 +229,19 @@ fn status_error(status: StatusCode, body: &[u8]) -> NotionError {
 }
 
 /// Reads the body, refusing more than [`MAX_RESPONSE_BYTES`] and stopping at the deadline.
+///
+/// A body that arrives in one piece (the usual case for a search page) is returned as it is;
+/// only one that arrives in several is copied into one buffer, once, at the end.
 async fn read_capped(
     mut response: reqwest::Response,
     deadline: Instant,
-) -> Result<Vec<u8>, NotionError> {
+) -> Result<Bytes, NotionError> {
     let declared = response.content_length().unwrap_or(0);
     if declared > MAX_RESPONSE_BYTES as u64 {
         return Err(NotionError::TooLarge);
     }
-    let mut body = Vec::with_capacity(declared as usize);
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut length = 0;
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let chunk = match tokio::time::timeout(remaining, response.chunk()).await {
@@ -245,14 +250,24 @@ async fn read_capped(
             Ok(Err(e)) => return Err(NotionError::Unreachable(e.without_url())),
             Ok(Ok(chunk)) => chunk,
         };
-        let Some(chunk) = chunk else {
-            return Ok(body);
-        };
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+        let Some(chunk) = chunk else { break };
+        length += chunk.len();
+        if length > MAX_RESPONSE_BYTES {
             return Err(NotionError::TooLarge);
         }
-        body.extend_from_slice(&chunk);
+        chunks.push(chunk);
     }
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => {
+            let mut body = Vec::with_capacity(length);
+            for chunk in &chunks {
+                body.extend_from_slice(chunk);
+            }
+            body.into()
+        }
+    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use sea_orm::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{StoreError, UniqueRow};
 use crate::entity::notion_connection::{self, ActiveModel, Column, Entity, Model};
 
 pub(crate) const ACTIVE: &str = "active";
@@ -80,7 +80,7 @@ pub(crate) async fn upsert(
     Entity::find()
         .filter(Column::UserId.eq(user_id))
         .filter(Column::BotId.eq(bot_id))
-        .one(txn)
+        .unique(txn)
         .await?
         .ok_or_else(|| StoreError::Db(sea_orm::DbErr::RecordNotFound("upserted connection".into())))
 }
@@ -105,7 +105,7 @@ pub(crate) async fn find_for_user(
 ) -> Result<Option<Model>, StoreError> {
     Ok(Entity::find_by_id(id)
         .filter(Column::UserId.eq(user_id))
-        .one(db)
+        .unique(db)
         .await?)
 }
 
@@ -171,7 +171,7 @@ pub(crate) async fn reseal(
 pub(crate) use notion_connection::Model as Connection;
 
 pub(crate) async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Model>, StoreError> {
-    Ok(Entity::find_by_id(id).one(db).await?)
+    Ok(Entity::find_by_id(id).unique(db).await?)
 }
 
 /// Takes the refresh lease of a connection until `until`, unless another holder's lease is

@@ -1,7 +1,7 @@
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::OnConflict};
 use time::OffsetDateTime;
 
-use super::StoreError;
+use super::{StoreError, UniqueRow};
 use crate::entity::login_attempt;
 
 pub(crate) async fn find(
@@ -9,7 +9,7 @@ pub(crate) async fn find(
     username_key: &str,
 ) -> Result<Option<login_attempt::Model>, StoreError> {
     Ok(login_attempt::Entity::find_by_id(username_key.to_owned())
-        .one(db)
+        .unique(db)
         .await?)
 }
 

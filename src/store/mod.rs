@@ -11,7 +11,7 @@ pub mod revocations;
 pub mod sessions;
 pub mod users;
 
-use sea_orm::{DbErr, SqlErr};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Select, SqlErr};
 
 use crate::error::ApiError;
 
@@ -25,6 +25,24 @@ pub enum StoreError {
     Unavailable(#[source] DbErr),
     #[error("database error")]
     Db(#[source] DbErr),
+}
+
+/// Lookups by a unique key, written without `LIMIT`.
+///
+/// sea-orm's `one()` appends `LIMIT 1` with the 1 as a bound parameter. SQLite (3.46 and later)
+/// plans a query around the value bound to its `LIMIT`, and so compiles such a statement again
+/// every time a value is bound, which is every time it runs: the prepared statement cache never
+/// helps. A query on a unique key yields at most one row anyway, so these leave the limit out
+/// and keep their compiled statements.
+pub(crate) trait UniqueRow<E: EntityTrait> {
+    /// The row the query selects, if any (the first, should several match).
+    async fn unique(self, db: &impl ConnectionTrait) -> Result<Option<E::Model>, DbErr>;
+}
+
+impl<E: EntityTrait> UniqueRow<E> for Select<E> {
+    async fn unique(self, db: &impl ConnectionTrait) -> Result<Option<E::Model>, DbErr> {
+        Ok(self.all(db).await?.into_iter().next())
+    }
 }
 
 impl From<DbErr> for StoreError {

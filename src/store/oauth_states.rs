@@ -5,7 +5,7 @@ use sea_orm::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{StoreError, UniqueRow};
 use crate::entity::oauth_state;
 
 /// Unfinished flows a user may have at once; starting another supersedes the oldest.
@@ -68,7 +68,7 @@ pub(crate) async fn find_by_hash(
 ) -> Result<Option<oauth_state::Model>, StoreError> {
     Ok(oauth_state::Entity::find()
         .filter(oauth_state::Column::StateHash.eq(state_hash))
-        .one(db)
+        .unique(db)
         .await?)
 }
 

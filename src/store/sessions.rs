@@ -5,7 +5,7 @@ use sea_orm::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{StoreError, UniqueRow};
 use crate::entity::{session, session_family, user};
 
 /// Stores a new refresh token of `family_id`.
@@ -35,7 +35,7 @@ pub(crate) async fn find_by_token_hash(
 ) -> Result<Option<session::Model>, StoreError> {
     Ok(session::Entity::find()
         .filter(session::Column::RefreshTokenHash.eq(refresh_token_hash))
-        .one(db)
+        .unique(db)
         .await?)
 }
 
@@ -161,7 +161,7 @@ pub(crate) async fn find_live(
         .filter(session::Column::RefreshTokenHash.eq(refresh_token_hash))
         .filter(session::Column::ExpiresAt.gt(OffsetDateTime::now_utc()))
         .filter(session_family::Column::RevokedAt.is_null())
-        .one(db)
+        .unique(db)
         .await?)
 }
 
@@ -180,7 +180,7 @@ pub(crate) async fn user_of_live_family(
         .filter(session::Column::RotatedAt.is_null())
         .filter(session::Column::ExpiresAt.gt(OffsetDateTime::now_utc()))
         .filter(session_family::Column::RevokedAt.is_null())
-        .one(db)
+        .unique(db)
         .await?)
 }
 

@@ -5,7 +5,7 @@ use sea_orm::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{StoreError, UniqueRow};
 use crate::{auth::Username, entity::user};
 
 pub async fn create(
@@ -33,7 +33,7 @@ pub(crate) async fn find_by_key(
 ) -> Result<Option<user::Model>, StoreError> {
     Ok(user::Entity::find()
         .filter(user::Column::UsernameKey.eq(username_key))
-        .one(db)
+        .unique(db)
         .await?)
 }
 
@@ -41,7 +41,7 @@ pub(crate) async fn find_by_id(
     db: &impl ConnectionTrait,
     id: Uuid,
 ) -> Result<Option<user::Model>, StoreError> {
-    Ok(user::Entity::find_by_id(id).one(db).await?)
+    Ok(user::Entity::find_by_id(id).unique(db).await?)
 }
 
 /// Deletes an account; its sessions, OAuth states and connections go with it (foreign keys).
