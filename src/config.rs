@@ -44,6 +44,8 @@ pub enum LogFormat {
 pub struct Settings {
     pub env: AppEnv,
     pub bind_addr: SocketAddr,
+    /// Where `GET /metrics` is served, apart from the API; unset, metrics are not served.
+    pub metrics_bind_addr: Option<SocketAddr>,
     /// Origin under which browsers and Notion reach the service, without a trailing slash.
     pub public_url: Url,
     /// Where the browser goes after the OAuth callback.
@@ -185,6 +187,22 @@ impl Settings {
                 )
             })?,
         };
+
+        let metrics_bind_addr: Option<SocketAddr> = match get("METRICS_BIND_ADDR") {
+            None => None,
+            Some(raw) => Some(raw.trim().parse().map_err(|_| {
+                invalid(
+                    "METRICS_BIND_ADDR",
+                    format!("an IP address and port such as 127.0.0.1:9100, not '{raw}'"),
+                )
+            })?),
+        };
+        if metrics_bind_addr.is_some_and(|addr| addr == bind_addr && addr.port() != 0) {
+            return Err(invalid(
+                "METRICS_BIND_ADDR",
+                "an address other than BIND_ADDR's",
+            ));
+        }
 
         let public_url = match get("PUBLIC_URL") {
             None if production => {
@@ -421,6 +439,7 @@ impl Settings {
         Ok(Self {
             env,
             bind_addr,
+            metrics_bind_addr,
             public_url,
             web_url,
             database_url: Secret::new(database_url),
@@ -911,6 +930,8 @@ mod tests {
             ("AUTH_RATE_LIMIT", "0"),
             ("TRUSTED_PROXIES", "10.0.0.0/40"),
             ("PASSWORD_HASH_CONCURRENCY", "many"),
+            ("METRICS_BIND_ADDR", "localhost"),
+            ("METRICS_BIND_ADDR", "127.0.0.1:8000"),
             ("PASSWORD_HASH_WAIT", "2m"),
             ("NOTION_CLIENT_ID", "only-the-id"),
         ] {

@@ -444,4 +444,84 @@ mod tests {
         assert!(shown.contains("k1"));
         assert!(!shown.contains(&key(9)));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn cipher() -> TokenCipher {
+            TokenCipher::new(KeyRing::parse(&format!("k1:{}", key(3))).unwrap())
+        }
+
+        fn field() -> impl Strategy<Value = SealedField> {
+            prop_oneof![
+                Just(SealedField::AccessToken),
+                Just(SealedField::RefreshToken),
+                Just(SealedField::OwnerEmail),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn whatever_is_sealed_opens_to_itself(
+                plaintext in ".{0,200}",
+                user in any::<u128>(),
+                bot in "[a-z0-9-]{1,40}",
+                field in field(),
+            ) {
+                let cipher = cipher();
+                let here = binding(user, &bot, field);
+                let sealed = cipher.encrypt(&plaintext, here).unwrap();
+                let opened = cipher.decrypt(&sealed, here).unwrap();
+                prop_assert_eq!(opened.expose(), &plaintext);
+            }
+
+            #[test]
+            fn any_flipped_bit_is_refused(
+                plaintext in ".{0,64}",
+                position in any::<prop::sample::Index>(),
+                bit in 0u8..8,
+            ) {
+                let cipher = cipher();
+                let here = binding(1, "bot", SealedField::AccessToken);
+                let mut envelope = STANDARD.decode(cipher.encrypt(&plaintext, here).unwrap()).unwrap();
+                let at = position.index(envelope.len());
+                envelope[at] ^= 1 << bit;
+                prop_assert!(cipher.decrypt(&STANDARD.encode(&envelope), here).is_err());
+            }
+
+            #[test]
+            fn a_ciphertext_opens_only_where_it_was_sealed(
+                plaintext in ".{0,64}",
+                (user, other_user) in (any::<u128>(), any::<u128>()),
+                (bot, other_bot) in ("[a-z0-9]{1,12}", "[a-z0-9]{1,12}"),
+                (field, other_field) in (field(), field()),
+            ) {
+                prop_assume!((user, &bot, field) != (other_user, &other_bot, other_field));
+                let cipher = cipher();
+                let sealed = cipher.encrypt(&plaintext, binding(user, &bot, field)).unwrap();
+                let elsewhere = binding(other_user, &other_bot, other_field);
+                prop_assert!(matches!(
+                    cipher.decrypt(&sealed, elsewhere),
+                    Err(CryptoError::Unauthentic)
+                ));
+            }
+
+            #[test]
+            fn the_same_plaintext_never_seals_the_same_way_twice(plaintext in ".{0,64}") {
+                let cipher = cipher();
+                let here = binding(1, "bot", SealedField::RefreshToken);
+                let nonce = |sealed: String| {
+                    let envelope = STANDARD.decode(sealed).unwrap();
+                    let (_, nonce, _) = split_envelope(&envelope).unwrap();
+                    nonce.to_vec()
+                };
+                let first = cipher.encrypt(&plaintext, here).unwrap();
+                let second = cipher.encrypt(&plaintext, here).unwrap();
+                prop_assert_ne!(&first, &second);
+                prop_assert_ne!(nonce(first), nonce(second));
+            }
+        }
+    }
 }

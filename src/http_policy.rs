@@ -19,7 +19,7 @@ use std::{
 };
 use tokio::io::AsyncReadExt;
 
-use crate::{config::Settings, error::ApiError, telemetry};
+use crate::{config::Settings, error::ApiError, metrics::Metrics, telemetry};
 
 /// Largest accepted request body. Every request body of this API is a small JSON document.
 pub(crate) const BODY_LIMIT: usize = 64 * 1024;
@@ -40,6 +40,7 @@ pub(crate) const WEB_CSP: &str = "default-src 'self'; script-src 'self'; style-s
 pub(crate) fn apply<E: Endpoint + 'static>(
     endpoint: E,
     settings: &Settings,
+    metrics: &Arc<Metrics>,
 ) -> impl Endpoint<Output = Response> + use<E> {
     let cors = Cors::new()
         .allow_origins(settings.cors_allowed_origins.iter().map(String::as_str))
@@ -47,6 +48,7 @@ pub(crate) fn apply<E: Endpoint + 'static>(
         .max_age(600);
     let hsts = settings.public_url.scheme() == "https";
     let limits = settings.http;
+    let metrics = metrics.clone();
     endpoint
         .around(response_cookies)
         .around(move |next, req| read_body(next, req, limits.body_read_timeout))
@@ -58,7 +60,7 @@ pub(crate) fn apply<E: Endpoint + 'static>(
         )
         .with_if(!settings.cors_allowed_origins.is_empty(), cors)
         .around(move |next, req| security_headers(next, req, hsts))
-        .around(telemetry::log_request)
+        .around(move |next, req| telemetry::log_request(next, req, metrics.clone()))
 }
 
 /// Reads the whole body before the handler runs: at most [`BODY_LIMIT`] bytes (a larger
@@ -273,7 +275,7 @@ mod tests {
         let routes = Route::new()
             .nest("/api", OpenApiService::new(Probe, "probe", "1"))
             .at("/panic", get(explode));
-        TestClient::new(apply(routes, &settings))
+        TestClient::new(apply(routes, &settings, &Metrics::for_api()))
     }
 
     async fn problem_of(response: poem::test::TestResponse) -> (u16, serde_json::Value) {

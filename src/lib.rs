@@ -33,6 +33,7 @@ pub mod entity;
 pub mod error;
 pub mod housekeeping;
 pub mod http_policy;
+pub mod metrics;
 pub mod notion;
 pub mod rate_limit;
 pub mod sandbox;

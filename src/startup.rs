@@ -15,7 +15,7 @@ use sea_orm::{DatabaseConnection, DbErr};
 use crate::{
     api,
     config::Settings,
-    db, housekeeping, http_policy,
+    db, housekeeping, http_policy, metrics,
     notion::{NotionEndpoints, SANDBOX_PATH},
     sandbox::Sandbox,
     secret::Secret,
@@ -43,10 +43,11 @@ pub enum StartupError {
     },
 }
 
-/// A built application, bound to its port but not yet serving.
+/// A built application, bound to its port (and the metrics port) but not yet serving.
 pub struct Application {
     acceptor: LimitedAcceptor<TcpAcceptor>,
     port: u16,
+    metrics: Option<(TcpAcceptor, u16)>,
     state: AppState,
 }
 
@@ -80,6 +81,21 @@ impl Application {
             .and_then(|local| local.as_socket_addr().copied())
             .unwrap_or(addr);
         let port = local_addr.port();
+        let metrics = match settings.metrics_bind_addr {
+            None => None,
+            Some(addr) => {
+                let acceptor = TcpListener::bind(addr)
+                    .into_acceptor()
+                    .await
+                    .map_err(|source| StartupError::Bind { addr, source })?;
+                let port = acceptor
+                    .local_addr()
+                    .first()
+                    .and_then(|local| local.as_socket_addr().map(SocketAddr::port))
+                    .unwrap_or(addr.port());
+                Some((acceptor, port))
+            }
+        };
         for (variable, path) in &settings.generated_secrets {
             tracing::warn!(
                 variable,
@@ -103,12 +119,18 @@ impl Application {
         Ok(Self {
             acceptor,
             port,
+            metrics,
             state,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port `GET /metrics` is served on, when `METRICS_BIND_ADDR` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(_, port)| *port)
     }
 
     pub fn state(&self) -> &AppState {
@@ -130,10 +152,29 @@ impl Application {
         );
         let sweeper = housekeeping::spawn(self.state.db.clone());
         let revoker = crate::notion::revocations::spawn(self.state.connections.clone());
+        // The metrics listener stops when the service does.
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics_server = self.metrics.map(|(acceptor, port)| {
+            tracing::info!(port, "metrics are served at /metrics");
+            let app = metrics::routes(self.state.metrics.clone(), self.state.db.clone());
+            tokio::spawn(
+                Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+                    app,
+                    async {
+                        let _ = metrics_stopped.await;
+                    },
+                    Some(Duration::from_secs(5)),
+                ),
+            )
+        });
         let app = routes(self.state);
         let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(SHUTDOWN_GRACE))
             .await;
+        let _ = stop_metrics.send(());
+        if let Some(metrics_server) = metrics_server {
+            let _ = metrics_server.await;
+        }
         sweeper.abort();
         revoker.abort();
         served
@@ -162,5 +203,5 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint<Output = Response> {
         Some(sandbox) => routes.nest(SANDBOX_PATH, sandbox),
         None => routes,
     };
-    http_policy::apply(routes, &state.settings).data(state)
+    http_policy::apply(routes, &state.settings, &state.metrics).data(state)
 }

@@ -8,6 +8,7 @@ use crate::{
     auth::{device::Devices, jwt::JwtKeys, liveness::LiveSessions, password::PasswordHasher},
     config::Settings,
     crypto::TokenCipher,
+    metrics::Metrics,
     notion::{
         NotionEndpoints,
         client::NotionClient,
@@ -36,6 +37,7 @@ pub struct AppState {
     pub notion: Arc<NotionOAuth>,
     /// Stored connections, and searching them.
     pub(crate) connections: Arc<Connections>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -53,6 +55,7 @@ impl AppState {
             settings.password_hash_concurrency,
             settings.password_hash_wait,
         )?;
+        let metrics = Metrics::for_api();
         let http = crate::notion::http_client(settings.notion.timeout);
         let cipher = Arc::new(TokenCipher::new(settings.token_keys.clone()));
         let api = NotionClient::new(
@@ -60,8 +63,9 @@ impl AppState {
             endpoints.clone(),
             settings.notion.timeout,
             settings.notion.rate_limit,
+            metrics.clone(),
         );
-        let notion = Arc::new(NotionOAuth::new(endpoints, http));
+        let notion = Arc::new(NotionOAuth::new(endpoints, http, metrics.clone()));
         let connections = Connections::new(
             ConnectionStore::new(db.clone(), cipher),
             notion.clone(),
@@ -79,6 +83,7 @@ impl AppState {
             db,
             jwt: Arc::new(jwt),
             hasher,
+            metrics,
         })
     }
 }

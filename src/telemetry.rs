@@ -2,16 +2,17 @@
 //!
 //! Only the path is logged, never the query string: OAuth callbacks carry codes and states there.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use poem::{
     Endpoint, IntoResponse, Request, Response, Result,
     http::{HeaderName, HeaderValue},
 };
+use poem_openapi::OperationId;
 use tracing::Instrument;
 use tracing_subscriber::{EnvFilter, fmt};
 
-use crate::config::LogFormat;
+use crate::{config::LogFormat, metrics::Metrics};
 
 pub(crate) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -48,7 +49,13 @@ fn install_panic_hook() {
 /// Wraps every request in a span carrying its id, and logs its outcome and latency. The id is
 /// taken from an incoming `X-Request-Id` when that looks like an id (so a proxy's id is kept),
 /// generated otherwise, and returned in the response.
-pub(crate) async fn log_request<E: Endpoint>(next: E, req: Request) -> Result<Response> {
+///
+/// The request is also counted in `metrics`, under its route template.
+pub(crate) async fn log_request<E: Endpoint>(
+    next: E,
+    req: Request,
+    metrics: Arc<Metrics>,
+) -> Result<Response> {
     let id = req
         .headers()
         .get(&REQUEST_ID_HEADER)
@@ -62,18 +69,29 @@ pub(crate) async fn log_request<E: Endpoint>(next: E, req: Request) -> Result<Re
         method = %req.method(),
         path = %req.uri().path(),
     );
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;
-    let mut response = match result {
-        Ok(response) => response.into_response(),
+    let (mut response, operation) = match result {
+        Ok(response) => {
+            let response = response.into_response();
+            let operation = response.data::<OperationId>().copied();
+            (response, operation)
+        }
         Err(err) => {
-            crate::error::render_error(err)
+            let operation = err.data::<OperationId>().copied();
+            let response = crate::error::render_error(err)
                 .instrument(span.clone())
-                .await
+                .await;
+            (response, operation)
         }
     };
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let status = response.status().as_u16();
+    let took = started.elapsed();
+    let latency_ms = took.as_secs_f64() * 1000.0;
+    let status = response.status();
+    metrics.http_request(&method, &path, operation.map(|o| o.0), status, took);
+    let status = status.as_u16();
     span.in_scope(|| tracing::info!(status, latency_ms, "request finished"));
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);

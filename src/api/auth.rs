@@ -29,6 +29,7 @@ use crate::{
     entity::{session, user},
     error::{ApiError, Chain, Problem},
     http_policy::ResponseCookies,
+    metrics::LoginOutcome,
     state::AppState,
     store::{StoreError, login_attempts, sessions, users},
 };
@@ -246,51 +247,14 @@ impl AuthApi {
         req: &Request,
         body: Json<Credentials>,
     ) -> Result<LoginResponse, ApiError> {
-        if let Some(wait) = address_throttled(&state, req) {
-            tracing::warn!(
-                event = "login_throttled",
-                by = "address",
-                "a login was refused"
-            );
-            return Ok(LoginResponse::TooManyAttempts(too_many_attempts(), wait));
-        }
-        let Credentials { username, password } = body.0;
-        // No account can have such a name or password: refuse without spending a hash.
-        let (Ok(name), true) = (
-            Username::parse(&username),
-            password.len() <= MAX_PASSWORD_BYTES,
-        ) else {
-            return Ok(LoginResponse::InvalidCredentials(invalid_credentials()));
-        };
-        let key = name.key();
-        let user = users::find_by_key(&state.db, &key).await?;
-        let who = Who::new(&state, user.as_ref(), &key);
-        // The attempt is counted before the password is checked, so parallel guesses cannot
-        // all slip past the count.
-        let bucket = throttle_bucket(&state, req, user.as_ref(), &key);
-        if let Err(wait) = login_attempts::claim(&state.db, &bucket, delay_after).await? {
-            tracing::warn!(event = "login_throttled", by = "account", user_id = who.id, name = %who.name, "a login was refused");
-            return Ok(LoginResponse::TooManyAttempts(
-                too_many_attempts(),
-                retry_after(wait),
-            ));
-        }
-        let Some(user) = check_password(&state, user, &password).await? else {
-            tracing::info!(event = "login_failed", user_id = who.id, name = %who.name, "a login failed");
-            return Ok(LoginResponse::InvalidCredentials(invalid_credentials()));
-        };
-        login_attempts::clear(&state.db, &bucket).await?;
-        remember_device(&state, req, user.id)?;
-
-        let token = RefreshToken::generate().map_err(ApiError::internal)?;
-        let family =
-            sessions::start_family(&state.db, user.id, token.hash(), refresh_expiry()).await?;
-        let session = issue_session(&state, &user, family)?;
-        tracing::info!(event = "login", user_id = %user.id, "logged in");
-        Ok(LoginResponse::LoggedIn(
-            Json(session),
-            refresh_cookie(&state, Some(&token)),
-        ))
+        let answer = log_in(&state, req, body.0).await;
+        state.metrics.login(match &answer {
+            Ok(LoginResponse::LoggedIn(..)) => LoginOutcome::Success,
+            Ok(LoginResponse::InvalidCredentials(_)) => LoginOutcome::Invalid,
+            Ok(LoginResponse::TooManyAttempts(..)) => LoginOutcome::Throttled,
+            Err(_) => LoginOutcome::Failed,
+        });
+        answer
     }
 
     /// Refresh the access token
@@ -377,6 +341,58 @@ impl AuthApi {
         }
         Ok(LogoutResponse::LoggedOut(refresh_cookie(&state, None)))
     }
+}
+
+/// Checks the credentials and starts a session (the `login` operation, before its metrics).
+async fn log_in(
+    state: &AppState,
+    req: &Request,
+    credentials: Credentials,
+) -> Result<LoginResponse, ApiError> {
+    if let Some(wait) = address_throttled(state, req) {
+        tracing::warn!(
+            event = "login_throttled",
+            by = "address",
+            "a login was refused"
+        );
+        return Ok(LoginResponse::TooManyAttempts(too_many_attempts(), wait));
+    }
+    let Credentials { username, password } = credentials;
+    // No account can have such a name or password: refuse without spending a hash.
+    let (Ok(name), true) = (
+        Username::parse(&username),
+        password.len() <= MAX_PASSWORD_BYTES,
+    ) else {
+        return Ok(LoginResponse::InvalidCredentials(invalid_credentials()));
+    };
+    let key = name.key();
+    let user = users::find_by_key(&state.db, &key).await?;
+    let who = Who::new(state, user.as_ref(), &key);
+    // The attempt is counted before the password is checked, so parallel guesses cannot
+    // all slip past the count.
+    let bucket = throttle_bucket(state, req, user.as_ref(), &key);
+    if let Err(wait) = login_attempts::claim(&state.db, &bucket, delay_after).await? {
+        tracing::warn!(event = "login_throttled", by = "account", user_id = who.id, name = %who.name, "a login was refused");
+        return Ok(LoginResponse::TooManyAttempts(
+            too_many_attempts(),
+            retry_after(wait),
+        ));
+    }
+    let Some(user) = check_password(state, user, &password).await? else {
+        tracing::info!(event = "login_failed", user_id = who.id, name = %who.name, "a login failed");
+        return Ok(LoginResponse::InvalidCredentials(invalid_credentials()));
+    };
+    login_attempts::clear(&state.db, &bucket).await?;
+    remember_device(state, req, user.id)?;
+
+    let token = RefreshToken::generate().map_err(ApiError::internal)?;
+    let family = sessions::start_family(&state.db, user.id, token.hash(), refresh_expiry()).await?;
+    let session = issue_session(state, &user, family)?;
+    tracing::info!(event = "login", user_id = %user.id, "logged in");
+    Ok(LoginResponse::LoggedIn(
+        Json(session),
+        refresh_cookie(state, Some(&token)),
+    ))
 }
 
 #[derive(Default)]

@@ -126,6 +126,10 @@ impl NotionOAuthApi {
         // leaves the binding of a flow in progress alone.
         let clear_binding = flow.is_ok().then(|| binding_cookie(&state, "", 0));
         let outcome = finish(&state, flow, code.0, error.0).await;
+        state.metrics.oauth_callback(match outcome {
+            Ok(_) => "connected",
+            Err(code) => code.as_str(),
+        });
         let web = state.settings.web_url.as_str().trim_end_matches('/');
         let location = match outcome {
             Ok(connection_id) => format!("{web}/#/connections?connected={connection_id}"),

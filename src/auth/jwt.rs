@@ -215,4 +215,44 @@ mod tests {
         );
         assert!(other_issuer.verify(&token).is_err());
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Characters a forger might put in a token: base64url's, the separator, and others.
+        const CHARACTERS: &[u8] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.+/= ";
+
+        proptest! {
+            #[test]
+            fn a_token_with_any_character_changed_is_refused(
+                position in any::<prop::sample::Index>(),
+                replacement in prop::sample::select(CHARACTERS),
+            ) {
+                let keys = keys();
+                let token = keys.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+                let mut bytes = token.clone().into_bytes();
+                let at = position.index(bytes.len());
+                prop_assume!(bytes[at] != replacement);
+                bytes[at] = replacement;
+                let forged = String::from_utf8(bytes).unwrap();
+                prop_assert!(keys.verify(&forged).is_err(), "{} accepted", at);
+            }
+
+            #[test]
+            fn truncated_or_extended_tokens_are_refused(
+                cut in any::<prop::sample::Index>(),
+                suffix in "[A-Za-z0-9_.-]{1,8}",
+            ) {
+                let keys = keys();
+                let token = keys.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+                let at = cut.index(token.len());
+                prop_assert!(keys.verify(&token[..at]).is_err());
+                let extended = token.clone() + &suffix;
+                prop_assert!(keys.verify(&extended).is_err());
+            }
+        }
+    }
 }

@@ -6,7 +6,10 @@
 //! 503 and 504 are retried with exponential backoff and jitter (search is a read, so this is
 //! safe). Other errors are returned at once.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use poem::http::StatusCode;
@@ -14,7 +17,10 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{NotionEndpoints, search::SearchRequest};
-use crate::rate_limit::RateLimiter;
+use crate::{
+    metrics::{Metrics, NotionEndpoint},
+    rate_limit::RateLimiter,
+};
 
 /// The largest response body accepted from Notion.
 pub(crate) const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
@@ -63,6 +69,7 @@ pub(crate) struct NotionClient {
     endpoints: NotionEndpoints,
     deadline: Duration,
     limiter: RateLimiter<Uuid>,
+    metrics: Arc<Metrics>,
 }
 
 impl NotionClient {
@@ -71,12 +78,14 @@ impl NotionClient {
         endpoints: NotionEndpoints,
         deadline: Duration,
         requests_per_second: u32,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             http,
             endpoints,
             deadline,
             limiter: RateLimiter::per_second(requests_per_second),
+            metrics,
         }
     }
 
@@ -87,46 +96,36 @@ impl NotionClient {
         token: &str,
         body: &SearchRequest,
     ) -> Result<Bytes, NotionError> {
-        self.post_with_retries(connection, "/search", token, body)
+        self.post_with_retries(connection, NotionEndpoint::Search, token, body)
             .await
     }
 
     async fn post_with_retries(
         &self,
         connection: Uuid,
-        path: &str,
+        endpoint: NotionEndpoint,
         token: &str,
         body: &impl serde::Serialize,
     ) -> Result<Bytes, NotionError> {
         let deadline = Instant::now() + self.deadline;
-        let url = self.endpoints.url(path);
+        let url = self.endpoints.url(endpoint.path());
         let mut attempt = 0;
         loop {
             attempt += 1;
             self.wait_for_rate_limit(connection, deadline).await?;
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let request = self
-                .http
-                .post(url.clone())
-                .bearer_auth(token)
-                .header("Notion-Version", &self.endpoints.version)
-                .json(body)
-                .timeout(remaining)
-                .send();
-            let response = match tokio::time::timeout(remaining, request).await {
-                Err(_) => return Err(NotionError::Timeout),
-                Ok(Err(e)) if e.is_timeout() => return Err(NotionError::Timeout),
-                Ok(Err(e)) => {
-                    let error = NotionError::Unreachable(e.without_url());
+            let started = Instant::now();
+            let answer = self.post_once(url.clone(), token, body, deadline).await;
+            self.metrics
+                .notion_call(endpoint, outcome(&answer), started.elapsed());
+            let (status, retry_after, body) = match answer {
+                Ok(answer) => answer,
+                Err(error @ NotionError::Unreachable(_)) => {
                     self.pause_before_retry(attempt, backoff(attempt), deadline, error)
                         .await?;
                     continue;
                 }
-                Ok(Ok(response)) => response,
+                Err(error) => return Err(error),
             };
-            let status = response.status();
-            let retry_after = retry_after(&response);
-            let body = read_capped(response, deadline).await?;
             match status {
                 StatusCode::OK => return Ok(body),
                 StatusCode::UNAUTHORIZED => return Err(NotionError::Unauthorized),
@@ -155,6 +154,35 @@ impl NotionClient {
         }
     }
 
+    /// One request and its whole answer: the status, `Retry-After` and the body.
+    async fn post_once(
+        &self,
+        url: reqwest::Url,
+        token: &str,
+        body: &impl serde::Serialize,
+        deadline: Instant,
+    ) -> Result<(StatusCode, Option<Duration>, Bytes), NotionError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let request = self
+            .http
+            .post(url)
+            .bearer_auth(token)
+            .header("Notion-Version", &self.endpoints.version)
+            .json(body)
+            .timeout(remaining)
+            .send();
+        let response = match tokio::time::timeout(remaining, request).await {
+            Err(_) => return Err(NotionError::Timeout),
+            Ok(Err(e)) if e.is_timeout() => return Err(NotionError::Timeout),
+            Ok(Err(e)) => return Err(NotionError::Unreachable(e.without_url())),
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status();
+        let retry_after = retry_after(&response);
+        let body = read_capped(response, deadline).await?;
+        Ok((status, retry_after, body))
+    }
+
     /// Sleeps `wait` and lets the loop try again, or gives up with `error` when attempts are used
     /// up or the wait would pass the deadline.
     async fn pause_before_retry(
@@ -178,9 +206,13 @@ impl NotionClient {
         connection: Uuid,
         deadline: Instant,
     ) -> Result<(), NotionError> {
+        let started = Instant::now();
         loop {
             match self.limiter.check(connection) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.metrics.rate_limit_waited(started.elapsed());
+                    return Ok(());
+                }
                 Err(wait) if wait < deadline.saturating_duration_since(Instant::now()) => {
                     tokio::time::sleep(wait).await
                 }
@@ -217,6 +249,22 @@ fn backoff(attempt: u32) -> Duration {
         .map(|b| f64::from(u16::from_le_bytes(b)) / f64::from(u16::MAX))
         .unwrap_or(0.5);
     ceiling.mul_f64(0.5 + jitter / 2.0)
+}
+
+/// An attempt's outcome, as the metrics name it.
+fn outcome(answer: &Result<(StatusCode, Option<Duration>, Bytes), NotionError>) -> &'static str {
+    match answer {
+        Ok((StatusCode::OK, ..)) => "ok",
+        Ok((StatusCode::UNAUTHORIZED, ..)) => "unauthorized",
+        Ok((status, ..)) if *status == StatusCode::TOO_MANY_REQUESTS || status.as_u16() == 529 => {
+            "rate_limited"
+        }
+        Ok((status, ..)) if status.is_server_error() => "server_error",
+        Ok(_) => "client_error",
+        Err(NotionError::Timeout) => "timeout",
+        Err(NotionError::TooLarge) => "too_large",
+        Err(_) => "unreachable",
+    }
 }
 
 fn status_error(status: StatusCode, body: &[u8]) -> NotionError {

@@ -1,6 +1,8 @@
 //! Notion's OAuth endpoints through the `oauth2` crate: the authorize URL, the one-time code
 //! exchange (HTTP Basic client authentication), and token revocation.
 
+use std::{sync::Arc, time::Instant};
+
 use oauth2::{
     AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
     ErrorResponse, ExtraTokenFields, RedirectUrl, RequestTokenError, StandardRevocableToken,
@@ -11,7 +13,11 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::NotionEndpoints;
-use crate::{error::BoxError, secret::Secret};
+use crate::{
+    error::BoxError,
+    metrics::{Metrics, NotionEndpoint},
+    secret::Secret,
+};
 
 /// The fields Notion adds to its token response.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -154,19 +160,27 @@ pub struct NotionOAuth {
     client: OAuthClient,
     endpoints: NotionEndpoints,
     http: reqwest::Client,
+    metrics: Arc<Metrics>,
 }
 
 impl NotionOAuth {
-    pub(crate) fn new(endpoints: NotionEndpoints, http: reqwest::Client) -> Self {
+    pub(crate) fn new(
+        endpoints: NotionEndpoints,
+        http: reqwest::Client,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let client = oauth2::Client::new(ClientId::new(endpoints.client_id.clone()))
             .set_client_secret(ClientSecret::new(endpoints.client_secret.expose().clone()))
             .set_auth_uri(AuthUrl::from_url(endpoints.authorize_url.clone()))
-            .set_token_uri(TokenUrl::from_url(endpoints.url("/oauth/token")))
+            .set_token_uri(TokenUrl::from_url(
+                endpoints.url(NotionEndpoint::Token.path()),
+            ))
             .set_redirect_uri(RedirectUrl::from_url(endpoints.redirect_uri.clone()));
         Self {
             client,
             endpoints,
             http,
+            metrics,
         }
     }
 
@@ -189,12 +203,15 @@ impl NotionOAuth {
     /// Exchanges an authorization code, once: this is never retried, because a code works only
     /// once and a retry could only fail or, worse, race the first attempt.
     pub(crate) async fn exchange(&self, code: &str) -> Result<Grant, ExchangeError> {
+        let started = Instant::now();
         let response = self
             .client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .request_async(&self.http)
             .await
-            .map_err(classify)?;
+            .map_err(classify);
+        self.record_token_call(&response, started);
+        let response = response?;
         if response.extra_fields().bot_id.is_empty() {
             return Err(ExchangeError::Unavailable(
                 "the token response has no bot_id".into(),
@@ -215,12 +232,15 @@ impl NotionOAuth {
         &self,
         refresh_token: &Secret<String>,
     ) -> Result<Grant, ExchangeError> {
+        let started = Instant::now();
         let response = self
             .client
             .exchange_refresh_token(&oauth2::RefreshToken::new(refresh_token.expose().clone()))
             .request_async(&self.http)
             .await
-            .map_err(classify)?;
+            .map_err(classify);
+        self.record_token_call(&response, started);
+        let response = response?;
         Ok(Grant {
             access_token: Secret::new(response.access_token().secret().clone()),
             refresh_token: response
@@ -233,9 +253,37 @@ impl NotionOAuth {
     /// Asks Notion to revoke a token. Errors are reported for logging; callers do not wait on
     /// revocation succeeding.
     pub(crate) async fn revoke(&self, token: &Secret<String>) -> Result<(), RevokeError> {
+        let started = Instant::now();
+        let outcome = self.send_revocation(token).await;
+        let label = match &outcome {
+            Ok(()) => "ok",
+            Err(RevokeError::Status(status)) if *status >= 500 => "server_error",
+            Err(RevokeError::Status(_)) => "client_error",
+            Err(RevokeError::Request(_)) => "unreachable",
+        };
+        self.metrics
+            .notion_call(NotionEndpoint::Revoke, label, started.elapsed());
+        outcome
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn record_token_call<T>(&self, response: &Result<T, ExchangeError>, started: Instant) {
+        let label = match response {
+            Ok(_) => "ok",
+            Err(ExchangeError::Refused(_)) => "refused",
+            Err(ExchangeError::Unavailable(_)) => "unavailable",
+        };
+        self.metrics
+            .notion_call(NotionEndpoint::Token, label, started.elapsed());
+    }
+
+    async fn send_revocation(&self, token: &Secret<String>) -> Result<(), RevokeError> {
         let response = self
             .http
-            .post(self.endpoints.url("/oauth/revoke"))
+            .post(self.endpoints.url(NotionEndpoint::Revoke.path()))
             .basic_auth(
                 &self.endpoints.client_id,
                 Some(self.endpoints.client_secret.expose()),

@@ -451,4 +451,146 @@ mod tests {
         assert!(parse(b"<html>502</html>").is_err());
         assert!(parse(br#"{"results":[{"id":"x"}]}"#).is_err());
     }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::{Value, json};
+
+        use super::*;
+
+        /// Keys a search response uses, and a few others.
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    "object",
+                    "results",
+                    "id",
+                    "title",
+                    "properties",
+                    "type",
+                    "plain_text",
+                    "icon",
+                    "emoji",
+                    "external",
+                    "file",
+                    "url",
+                    "has_more",
+                    "next_cursor",
+                    "in_trash",
+                    "archived",
+                    "custom_emoji",
+                ])
+                .prop_map(str::to_owned),
+                "[a-z_]{0,10}",
+            ]
+        }
+
+        /// Any JSON value, a few levels deep.
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>()
+                    .prop_filter("JSON numbers are finite", |f| f.is_finite())
+                    .prop_map(Value::from),
+                prop::sample::select(vec!["page", "data_source", "database", "title", "emoji"])
+                    .prop_map(Value::from),
+                ".{0,12}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::vec((key(), inner), 0..6)
+                        .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn rich_text(parts: &[String]) -> Value {
+            parts
+                .iter()
+                .map(|text| json!({ "type": "text", "plain_text": text, "href": null }))
+                .collect()
+        }
+
+        proptest! {
+            #[test]
+            fn any_bytes_are_parsed_or_refused_without_panicking(
+                body in prop::collection::vec(any::<u8>(), 0..512),
+            ) {
+                let _ = parse(&body);
+            }
+
+            #[test]
+            fn any_json_in_any_place_is_parsed_or_refused_without_panicking(
+                page in json_value(),
+                result in json_value(),
+                properties in json_value(),
+                icon in json_value(),
+                title in json_value(),
+            ) {
+                let _ = parse(page.to_string().as_bytes());
+                let shaped = json!({
+                    "object": "list",
+                    "results": [
+                        result,
+                        { "object": "page", "id": "p", "properties": properties, "icon": icon },
+                        { "object": "data_source", "id": "d", "title": title },
+                    ],
+                    "has_more": false,
+                    "next_cursor": null,
+                });
+                let _ = parse(shaped.to_string().as_bytes());
+            }
+
+            #[test]
+            fn titles_are_the_concatenated_plain_text(
+                parts in prop::collection::vec(".{0,16}", 0..5),
+                property in ".{1,16}",
+                emoji in ".{1,4}",
+                url in "https://[a-z]{1,10}\\.example/[a-z0-9]{0,10}",
+            ) {
+                let joined: String = parts.concat();
+                let expected = if joined.trim().is_empty() { UNTITLED.to_owned() } else { joined };
+                let mut page_properties = serde_json::Map::new();
+                page_properties.insert(
+                    "Tags".into(),
+                    json!({ "type": "multi_select", "multi_select": [] }),
+                );
+                page_properties.insert(
+                    property.clone(),
+                    json!({ "type": "title", "title": rich_text(&parts) }),
+                );
+                let mut schema = serde_json::Map::new();
+                schema.insert(property, json!({ "type": "title", "title": {} }));
+                let body = json!({
+                    "object": "list",
+                    "results": [
+                        {
+                            "object": "page",
+                            "id": "p",
+                            "properties": page_properties,
+                            "icon": { "type": "emoji", "emoji": emoji },
+                        },
+                        {
+                            "object": "data_source",
+                            "id": "d",
+                            "title": rich_text(&parts),
+                            "properties": schema,
+                            "icon": { "type": "external", "external": { "url": url } },
+                        },
+                    ],
+                    "has_more": false,
+                    "next_cursor": null,
+                });
+                let page = parse(body.to_string().as_bytes()).unwrap();
+                prop_assert_eq!(page.items.len(), 2);
+                prop_assert_eq!(&page.items[0].title, &expected);
+                prop_assert_eq!(&page.items[1].title, &expected);
+                prop_assert_eq!(&page.items[0].icon, &Some(Icon::Emoji(emoji)));
+                prop_assert_eq!(&page.items[1].icon, &Some(Icon::Url(url)));
+            }
+        }
+    }
 }

@@ -66,6 +66,7 @@ impl Connections {
                 return Ok(current);
             }
             let Some(refresh_token) = store.opened(&row, store.refresh_token(&row)).await? else {
+                self.oauth().metrics().token_refresh("no_refresh_token");
                 connections::mark_needs_reauth(db, id).await?;
                 return Err(SearchError::NeedsReauth);
             };
@@ -88,20 +89,24 @@ impl Connections {
                         .store_refreshed(&row, until, &grant.access_token, refresh)
                         .await?;
                     if !stored {
+                        self.oauth().metrics().token_refresh("lease_lost");
                         // The lease ran out and someone else holds it now: what they store wins,
                         // and the connection is not blamed.
                         tracing::warn!(connection_id = %id, "the refresh lease was lost; the refreshed tokens were discarded");
                         continue;
                     }
+                    self.oauth().metrics().token_refresh("refreshed");
                     tracing::info!(connection_id = %id, "refreshed a Notion access token");
                     Ok(grant.access_token)
                 }
                 Err(ExchangeError::Refused(code)) => {
+                    self.oauth().metrics().token_refresh("refused");
                     tracing::warn!(connection_id = %id, %code, "Notion refused the refresh token");
                     connections::mark_needs_reauth(db, id).await?;
                     Err(SearchError::NeedsReauth)
                 }
                 Err(e) => {
+                    self.oauth().metrics().token_refresh("failed");
                     tracing::warn!(connection_id = %id, error = %crate::error::Chain(&e), "refreshing failed");
                     let _ = connections::release_refresh_lease(db, id, until).await;
                     Err(SearchError::Refresh(e))

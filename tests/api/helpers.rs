@@ -147,6 +147,8 @@ pub struct TestApp {
     /// `http://127.0.0.1:{port}`
     pub address: String,
     pub port: u16,
+    /// `http://127.0.0.1:{port}` of the metrics listener, when `METRICS_BIND_ADDR` is set.
+    pub metrics_address: Option<String>,
     /// A client that does not follow redirects.
     pub client: reqwest::Client,
     pub backend: Backend,
@@ -324,6 +326,9 @@ pub async fn spawn_app_with(
         .await
         .expect("build application");
     let port = app.port();
+    let metrics_address = app
+        .metrics_port()
+        .map(|port| format!("http://127.0.0.1:{port}"));
     let db = app.state().db.clone();
     let notion_client_secret = app
         .state()
@@ -340,6 +345,7 @@ pub async fn spawn_app_with(
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
+        metrics_address,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -9,6 +9,7 @@ mod connections;
 mod errors;
 mod health;
 mod housekeeping;
+mod metrics;
 mod mock_notion;
 mod notion_oauth;
 mod openapi;

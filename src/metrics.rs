@@ -1,0 +1,389 @@
+//! Prometheus metrics, served at `GET /metrics` on their own listener (`METRICS_BIND_ADDR`).
+//!
+//! Labels only ever hold values from small fixed sets: a route template (never a raw path), a
+//! method, a status, an outcome or error code, a key id. Nothing a client sends ends up in a label
+//! verbatim, so a scanner cannot blow up the number of series.
+//!
+//! Every application has its own [`Metrics`] (tests run several in one process).
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use poem::{
+    Endpoint, EndpointExt, IntoResponse, Response, Route, get, handler,
+    http::{Method, StatusCode, header},
+    web::Data,
+};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QuerySelect};
+
+use crate::{entity::notion_connection, notion::SANDBOX_PATH};
+
+const NAMESPACE: &str = "notion_connect";
+
+/// Latency buckets in seconds, from a cached token check to a slow Notion call.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The label of requests no route matched.
+const UNMATCHED: &str = "unmatched";
+
+pub struct Metrics {
+    registry: Registry,
+    /// Route templates of the API's operations, by operation id.
+    routes: HashMap<&'static str, String>,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    notion_requests: IntCounterVec,
+    notion_duration: HistogramVec,
+    rate_limit_wait: Histogram,
+    oauth_callbacks: IntCounterVec,
+    token_refreshes: IntCounterVec,
+    logins: IntCounterVec,
+    connections: IntGaugeVec,
+}
+
+/// A call to Notion, for [`Metrics::notion_call`].
+#[derive(Clone, Copy, Debug)]
+pub enum NotionEndpoint {
+    Search,
+    /// The token endpoint: code exchanges and refreshes.
+    Token,
+    Revoke,
+}
+
+impl NotionEndpoint {
+    /// The path under Notion's API base.
+    pub(crate) fn path(self) -> &'static str {
+        match self {
+            Self::Search => "/search",
+            Self::Token => "/oauth/token",
+            Self::Revoke => "/oauth/revoke",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Search => "search",
+            Self::Token => "oauth_token",
+            Self::Revoke => "oauth_revoke",
+        }
+    }
+}
+
+impl Metrics {
+    /// Metrics labelled with the API's own route templates.
+    pub fn for_api() -> Arc<Self> {
+        static ROUTES: OnceLock<HashMap<&'static str, String>> = OnceLock::new();
+        let routes = ROUTES.get_or_init(|| {
+            let spec = crate::api::spec_json();
+            route_templates(&serde_json::from_str(&spec).expect("the spec is JSON"))
+        });
+        Self::new(routes.clone())
+    }
+
+    /// `routes` maps each operation id to its route template (from the OpenAPI document).
+    pub fn new(routes: HashMap<&'static str, String>) -> Arc<Self> {
+        let registry = Registry::new();
+        let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
+        let histogram = |name: &str, help: &str| {
+            HistogramOpts::new(name, help)
+                .namespace(NAMESPACE)
+                .buckets(LATENCY_BUCKETS.to_vec())
+        };
+        let metrics = Self {
+            routes,
+            http_requests: IntCounterVec::new(
+                opts("http_requests_total", "HTTP requests answered, by route template and status."),
+                &["method", "route", "status"],
+            )
+            .expect("a valid metric"),
+            http_duration: HistogramVec::new(
+                histogram("http_request_duration_seconds", "Time to answer an HTTP request."),
+                &["method", "route"],
+            )
+            .expect("a valid metric"),
+            notion_requests: IntCounterVec::new(
+                opts("notion_requests_total", "Calls to Notion's API, by endpoint and outcome."),
+                &["endpoint", "outcome"],
+            )
+            .expect("a valid metric"),
+            notion_duration: HistogramVec::new(
+                histogram("notion_request_duration_seconds", "Time a call to Notion took."),
+                &["endpoint"],
+            )
+            .expect("a valid metric"),
+            rate_limit_wait: Histogram::with_opts(histogram(
+                "notion_rate_limit_wait_seconds",
+                "Time a Notion call waited for its connection's rate limit.",
+            ))
+            .expect("a valid metric"),
+            oauth_callbacks: IntCounterVec::new(
+                opts(
+                    "oauth_callbacks_total",
+                    "Notion OAuth callbacks, by outcome (connected, or the error code sent to the web app).",
+                ),
+                &["outcome"],
+            )
+            .expect("a valid metric"),
+            token_refreshes: IntCounterVec::new(
+                opts("token_refreshes_total", "Refreshes of Notion access tokens, by outcome."),
+                &["outcome"],
+            )
+            .expect("a valid metric"),
+            logins: IntCounterVec::new(opts("logins_total", "Login attempts, by outcome."), &["outcome"])
+                .expect("a valid metric"),
+            connections: IntGaugeVec::new(
+                opts(
+                    "notion_connections",
+                    "Stored Notion connections, by the key their tokens are sealed with and status.",
+                ),
+                &["key_id", "status"],
+            )
+            .expect("a valid metric"),
+            registry,
+        };
+        for collector in [
+            Box::new(metrics.http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(metrics.http_duration.clone()),
+            Box::new(metrics.notion_requests.clone()),
+            Box::new(metrics.notion_duration.clone()),
+            Box::new(metrics.rate_limit_wait.clone()),
+            Box::new(metrics.oauth_callbacks.clone()),
+            Box::new(metrics.token_refreshes.clone()),
+            Box::new(metrics.logins.clone()),
+            Box::new(metrics.connections.clone()),
+        ] {
+            metrics
+                .registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        Arc::new(metrics)
+    }
+
+    /// Records an answered request. `operation` is the API operation that answered, if any.
+    pub(crate) fn http_request(
+        &self,
+        method: &Method,
+        path: &str,
+        operation: Option<&str>,
+        status: StatusCode,
+        took: Duration,
+    ) {
+        let route = self.route(path, operation);
+        let method = method_label(method);
+        self.http_requests
+            .with_label_values(&[method, route, status.as_str()])
+            .inc();
+        self.http_duration
+            .with_label_values(&[method, route])
+            .observe(took.as_secs_f64());
+    }
+
+    /// The route template a request was answered by: the operation's template, or one of the
+    /// fixed routes outside the API.
+    fn route<'a>(&'a self, path: &str, operation: Option<&str>) -> &'a str {
+        if let Some(template) = operation.and_then(|id| self.routes.get(id)) {
+            return template;
+        }
+        match path {
+            "/healthz" => "/healthz",
+            "/readyz" => "/readyz",
+            "/api/v1/openapi.json" => "/api/v1/openapi.json",
+            _ if path == "/docs" || path.starts_with("/docs/") => "/docs",
+            _ if path.starts_with(SANDBOX_PATH) => SANDBOX_PATH,
+            _ if path.starts_with("/api/") => UNMATCHED,
+            // Everything else is the web app's (its files, or its index for client routes).
+            _ => "/",
+        }
+    }
+
+    /// Records one call to Notion and how long it took.
+    pub(crate) fn notion_call(&self, endpoint: NotionEndpoint, outcome: &str, took: Duration) {
+        self.notion_requests
+            .with_label_values(&[endpoint.label(), outcome])
+            .inc();
+        self.notion_duration
+            .with_label_values(&[endpoint.label()])
+            .observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn rate_limit_waited(&self, waited: Duration) {
+        self.rate_limit_wait.observe(waited.as_secs_f64());
+    }
+
+    pub(crate) fn oauth_callback(&self, outcome: &str) {
+        self.oauth_callbacks.with_label_values(&[outcome]).inc();
+    }
+
+    pub(crate) fn token_refresh(&self, outcome: &str) {
+        self.token_refreshes.with_label_values(&[outcome]).inc();
+    }
+
+    pub(crate) fn login(&self, outcome: LoginOutcome) {
+        self.logins.with_label_values(&[outcome.label()]).inc();
+    }
+
+    /// Reads the stored connections' counts afresh, then writes every metric in Prometheus'
+    /// text format.
+    async fn render(&self, db: &DatabaseConnection) -> Result<String, String> {
+        let counts: Vec<(String, String, i64)> = notion_connection::Entity::find()
+            .select_only()
+            .column(notion_connection::Column::KeyId)
+            .column(notion_connection::Column::Status)
+            .column_as(notion_connection::Column::Id.count(), "count")
+            .group_by(notion_connection::Column::KeyId)
+            .group_by(notion_connection::Column::Status)
+            .into_tuple()
+            .all(db)
+            .await
+            .map_err(|e| format!("counting connections: {e}"))?;
+        // Combinations that no longer exist must disappear rather than keep their last count.
+        self.connections.reset();
+        for (key_id, status, count) in counts {
+            self.connections
+                .with_label_values(&[&key_id, &status])
+                .set(count);
+        }
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .map_err(|e| format!("encoding metrics: {e}"))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LoginOutcome {
+    Success,
+    /// Wrong username or password.
+    Invalid,
+    /// Refused by the per-address or per-account limits.
+    Throttled,
+    /// The service could not decide (no hashing slot in time, the database away).
+    Failed,
+}
+
+impl LoginOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Invalid => "invalid",
+            Self::Throttled => "throttled",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// The method as a label: the standard ones by name, anything else as `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The metrics listener's routes: `GET /metrics` and nothing else.
+pub(crate) fn routes(
+    metrics: Arc<Metrics>,
+    db: DatabaseConnection,
+) -> impl Endpoint<Output = Response> {
+    Route::new()
+        .at("/metrics", get(scrape))
+        .data(metrics)
+        .data(db)
+        .map_to_response()
+}
+
+#[handler]
+async fn scrape(metrics: Data<&Arc<Metrics>>, db: Data<&DatabaseConnection>) -> Response {
+    match metrics.render(&db).await {
+        Ok(text) => Response::builder()
+            .content_type(prometheus::TEXT_FORMAT)
+            .header(header::CACHE_CONTROL, "no-store")
+            .body(text),
+        Err(cause) => {
+            tracing::error!(%cause, "rendering metrics failed");
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    }
+}
+
+/// Route templates by operation id, read from the OpenAPI document: the server's base path
+/// followed by the operation's path, with `{id}` as the spec writes it.
+pub(crate) fn route_templates(spec: &serde_json::Value) -> HashMap<&'static str, String> {
+    let mut templates = HashMap::new();
+    let Some(paths) = spec.get("paths").and_then(|p| p.as_object()) else {
+        return templates;
+    };
+    let base = spec
+        .pointer("/servers/0/url")
+        .and_then(|url| url.as_str())
+        .unwrap_or_default()
+        .trim_end_matches('/');
+    for (path, operations) in paths {
+        let Some(operations) = operations.as_object() else {
+            continue;
+        };
+        for operation in operations.values() {
+            if let Some(id) = operation.get("operationId").and_then(|id| id.as_str()) {
+                // Read once per process (see `for_api`), for the few operations there are.
+                let id: &'static str = Box::leak(id.to_owned().into_boxed_str());
+                templates.insert(id, format!("{base}{path}"));
+            }
+        }
+    }
+    templates
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics() -> Arc<Metrics> {
+        Metrics::new(HashMap::from([(
+            "search_connection",
+            "/api/v1/connections/{id}/search".to_owned(),
+        )]))
+    }
+
+    #[test]
+    fn requests_are_labelled_by_template_never_by_raw_path() {
+        let m = metrics();
+        assert_eq!(
+            m.route("/api/v1/connections/0195/search", Some("search_connection")),
+            "/api/v1/connections/{id}/search"
+        );
+        assert_eq!(m.route("/api/v1/no/such/thing", None), UNMATCHED);
+        assert_eq!(m.route("/docs/index.css", None), "/docs");
+        assert_eq!(m.route("/docsx", None), "/");
+        assert_eq!(m.route("/some/client/route", None), "/");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
+    }
+
+    #[test]
+    fn route_templates_come_from_the_spec() {
+        let spec = serde_json::json!({
+            "servers": [{ "url": "/api/v1" }],
+            "paths": {
+                "/me": { "get": { "operationId": "me" }, "delete": { "operationId": "delete_me" } },
+                "/connections/{id}": { "get": { "operationId": "get_connection" } }
+            }
+        });
+        let templates = route_templates(&spec);
+        assert_eq!(templates["me"], "/api/v1/me");
+        assert_eq!(templates["delete_me"], "/api/v1/me");
+        assert_eq!(templates["get_connection"], "/api/v1/connections/{id}");
+    }
+}
