@@ -316,7 +316,11 @@ fn classify(err: poem::Error) -> ApiError {
     if let Some(e) = err.downcast_ref::<ParsePathError>() {
         return ApiError::Validation {
             code: "invalid_parameter",
-            detail: format!("Path parameter `{}`: {}", e.name, e.reason),
+            detail: format!(
+                "Path parameter `{}`: {}",
+                documented_path_parameter(&err, e.name),
+                e.reason
+            ),
         };
     }
     match err.status() {
@@ -329,6 +333,22 @@ fn classify(err: poem::Error) -> ApiError {
         status if status.is_client_error() => ApiError::OtherClientError(status),
         _ => ApiError::internal(err.to_string()),
     }
+}
+
+/// poem-openapi names path parameters `param0`, `param1`, ... internally; the document names
+/// them as the route template does.
+fn documented_path_parameter<'a>(err: &'a poem::Error, internal: &'a str) -> &'a str {
+    let index = internal
+        .strip_prefix("param")
+        .and_then(|n| n.parse::<usize>().ok());
+    err.data::<poem_openapi::OperationId>()
+        .zip(index)
+        .and_then(|(operation, index)| {
+            crate::api::spec::document()
+                .operations
+                .path_parameter(operation.0, index)
+        })
+        .unwrap_or(internal)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use poem::{
     Endpoint, EndpointExt, IntoResponse, Request, Response, Result,
     endpoint::make_sync,
     error::ResponseError,
-    http::{HeaderMap, HeaderValue, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::{CatchPanic, Cors},
     web::Html,
 };
@@ -61,6 +61,41 @@ pub(crate) fn apply<E: Endpoint + 'static>(
         .with_if(!settings.cors_allowed_origins.is_empty(), cors)
         .around(move |next, req| security_headers(next, req, hsts))
         .around(move |next, req| telemetry::log_request(next, req, metrics.clone()))
+        .around(name_allowed_methods)
+}
+
+/// A 405 names the methods the path does accept, as RFC 9110 requires.
+async fn name_allowed_methods<E: Endpoint>(next: E, req: Request) -> Result<Response> {
+    let path = req.uri().path().to_owned();
+    let mut response = next.call(req).await?.into_response();
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && !response.headers().contains_key(header::ALLOW)
+        && let Some(allowed) = allowed_methods(&path)
+        && let Ok(value) = HeaderValue::from_str(&allowed)
+    {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    Ok(response)
+}
+
+/// The methods `path` accepts: the documented operations' (with `HEAD` wherever `GET` is),
+/// or those of the fixed routes outside the API.
+fn allowed_methods(path: &str) -> Option<String> {
+    if let Some(documented) = crate::api::spec::document()
+        .operations
+        .allowed_methods(path)
+    {
+        return Some(documented);
+    }
+    let sandbox = path.strip_prefix(crate::notion::SANDBOX_PATH);
+    Some(
+        match sandbox {
+            Some("/oauth/authorize") => "GET, HEAD, POST",
+            Some(_) => "POST",
+            None => "GET, HEAD",
+        }
+        .to_owned(),
+    )
 }
 
 /// Reads the whole body before the handler runs: at most [`BODY_LIMIT`] bytes (a larger

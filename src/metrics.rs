@@ -6,11 +6,7 @@
 //!
 //! Every application has its own [`Metrics`] (tests run several in one process).
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, OnceLock},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Response, Route, get, handler,
@@ -22,7 +18,7 @@ use prometheus::{
 };
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QuerySelect};
 
-use crate::{entity::notion_connection, notion::SANDBOX_PATH};
+use crate::{api::spec::Operations, entity::notion_connection, notion::SANDBOX_PATH};
 
 const NAMESPACE: &str = "notion_connect";
 
@@ -36,8 +32,8 @@ const UNMATCHED: &str = "unmatched";
 
 pub struct Metrics {
     registry: Registry,
-    /// Route templates of the API's operations, by operation id.
-    routes: HashMap<&'static str, String>,
+    /// The API's operations, for their route templates.
+    operations: &'static Operations,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     notion_requests: IntCounterVec,
@@ -80,16 +76,10 @@ impl NotionEndpoint {
 impl Metrics {
     /// Metrics labelled with the API's own route templates.
     pub fn for_api() -> Arc<Self> {
-        static ROUTES: OnceLock<HashMap<&'static str, String>> = OnceLock::new();
-        let routes = ROUTES.get_or_init(|| {
-            let spec = crate::api::spec_json();
-            route_templates(&serde_json::from_str(&spec).expect("the spec is JSON"))
-        });
-        Self::new(routes.clone())
+        Self::new(&crate::api::spec::document().operations)
     }
 
-    /// `routes` maps each operation id to its route template (from the OpenAPI document).
-    pub fn new(routes: HashMap<&'static str, String>) -> Arc<Self> {
+    fn new(operations: &'static Operations) -> Arc<Self> {
         let registry = Registry::new();
         let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
         let histogram = |name: &str, help: &str| {
@@ -98,7 +88,7 @@ impl Metrics {
                 .buckets(LATENCY_BUCKETS.to_vec())
         };
         let metrics = Self {
-            routes,
+            operations,
             http_requests: IntCounterVec::new(
                 opts("http_requests_total", "HTTP requests answered, by route template and status."),
                 &["method", "route", "status"],
@@ -190,7 +180,7 @@ impl Metrics {
     /// The route template a request was answered by: the operation's template, or one of the
     /// fixed routes outside the API.
     fn route<'a>(&'a self, path: &str, operation: Option<&str>) -> &'a str {
-        if let Some(template) = operation.and_then(|id| self.routes.get(id)) {
+        if let Some(template) = operation.and_then(|id| self.operations.template(id)) {
             return template;
         }
         match path {
@@ -320,42 +310,12 @@ async fn scrape(metrics: Data<&Arc<Metrics>>, db: Data<&DatabaseConnection>) -> 
     }
 }
 
-/// Route templates by operation id, read from the OpenAPI document: the server's base path
-/// followed by the operation's path, with `{id}` as the spec writes it.
-pub(crate) fn route_templates(spec: &serde_json::Value) -> HashMap<&'static str, String> {
-    let mut templates = HashMap::new();
-    let Some(paths) = spec.get("paths").and_then(|p| p.as_object()) else {
-        return templates;
-    };
-    let base = spec
-        .pointer("/servers/0/url")
-        .and_then(|url| url.as_str())
-        .unwrap_or_default()
-        .trim_end_matches('/');
-    for (path, operations) in paths {
-        let Some(operations) = operations.as_object() else {
-            continue;
-        };
-        for operation in operations.values() {
-            if let Some(id) = operation.get("operationId").and_then(|id| id.as_str()) {
-                // Read once per process (see `for_api`), for the few operations there are.
-                let id: &'static str = Box::leak(id.to_owned().into_boxed_str());
-                templates.insert(id, format!("{base}{path}"));
-            }
-        }
-    }
-    templates
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn metrics() -> Arc<Metrics> {
-        Metrics::new(HashMap::from([(
-            "search_connection",
-            "/api/v1/connections/{id}/search".to_owned(),
-        )]))
+        Metrics::for_api()
     }
 
     #[test]
@@ -370,20 +330,5 @@ mod tests {
         assert_eq!(m.route("/docsx", None), "/");
         assert_eq!(m.route("/some/client/route", None), "/");
         assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
-    }
-
-    #[test]
-    fn route_templates_come_from_the_spec() {
-        let spec = serde_json::json!({
-            "servers": [{ "url": "/api/v1" }],
-            "paths": {
-                "/me": { "get": { "operationId": "me" }, "delete": { "operationId": "delete_me" } },
-                "/connections/{id}": { "get": { "operationId": "get_connection" } }
-            }
-        });
-        let templates = route_templates(&spec);
-        assert_eq!(templates["me"], "/api/v1/me");
-        assert_eq!(templates["delete_me"], "/api/v1/me");
-        assert_eq!(templates["get_connection"], "/api/v1/connections/{id}");
     }
 }

@@ -23,7 +23,7 @@ use crate::{
         device::{DEVICE_COOKIE, DEVICE_COOKIE_MAX_AGE, DEVICE_COOKIE_PATH},
         hash_token,
         liveness::Account,
-        password::{HashError, MAX_PASSWORD_BYTES, Password, Verification},
+        password::{HashError, MAX_PASSWORD_CHARS, Password, Verification},
     },
     client_ip,
     entity::{session, user},
@@ -78,7 +78,7 @@ impl From<&Account> for User {
 pub struct Credentials {
     /// 3 to 32 characters from A-Z, a-z, 0-9, '.', '_' and '-'.
     pub username: String,
-    /// At least 8 characters and at most 1 KiB; very common passwords are refused.
+    /// 8 to 1024 characters; very common or easily guessed passwords are refused.
     #[oai(write_only)]
     pub password: String,
 }
@@ -361,7 +361,7 @@ async fn log_in(
     // No account can have such a name or password: refuse without spending a hash.
     let (Ok(name), true) = (
         Username::parse(&username),
-        password.len() <= MAX_PASSWORD_BYTES,
+        password.chars().count() <= MAX_PASSWORD_CHARS,
     ) else {
         return Ok(LoginResponse::InvalidCredentials(invalid_credentials()));
     };

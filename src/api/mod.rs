@@ -9,6 +9,7 @@ pub mod notion_oauth;
 pub mod payload;
 pub mod search;
 pub mod service;
+pub mod spec;
 
 use poem::{
     Request,
@@ -56,11 +57,9 @@ pub(crate) fn openapi_service() -> OpenApiService<Api, ()> {
         .server("/api/v1")
 }
 
-/// The spec as pretty-printed JSON, ending with a newline.
+/// The published spec as pretty-printed JSON, ending with a newline (see [`spec`]).
 pub fn spec_json() -> String {
-    let mut spec = openapi_service().spec();
-    spec.push('\n');
-    spec
+    spec::document().json.clone()
 }
 
 /// A problem body for an operation's own response enum, titled after its status.

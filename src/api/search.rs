@@ -25,7 +25,6 @@ use crate::{
 };
 
 const DEFAULT_PAGE_SIZE: u32 = 20;
-const MAX_CURSOR_LEN: usize = 512;
 
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
@@ -179,21 +178,9 @@ impl SearchApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         page_size: Query<Option<u32>>,
         /// `next_cursor` of the previous page.
+        #[oai(validator(min_length = 1, max_length = 512))]
         cursor: Query<Option<String>>,
     ) -> Result<SearchResponse, ApiError> {
-        if cursor
-            .0
-            .as_ref()
-            .is_some_and(|c| c.is_empty() || c.len() > MAX_CURSOR_LEN)
-        {
-            return Ok(SearchResponse::Invalid(Json(
-                ApiError::Validation {
-                    code: "invalid_parameter",
-                    detail: "Parameter `cursor`: not a cursor from a previous page.".into(),
-                }
-                .problem(),
-            )));
-        }
         let request = SearchRequest {
             query: query.0.filter(|q| !q.is_empty()),
             filter: filter.0.map(SearchFilter::notion),

@@ -24,6 +24,9 @@ use crate::{
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Username(String);
 
+/// The rule [`Username::parse`] checks, as the API document states it.
+pub(crate) const USERNAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{2,31}$";
+
 impl Username {
     pub fn parse(raw: &str) -> Result<Self, &'static str> {
         let valid = (3..=32).contains(&raw.len())
@@ -133,4 +136,33 @@ async fn authenticate_admin(req: &Request, bearer: Bearer) -> poem::Result<Curre
         return Err(ApiError::Forbidden.into());
     }
     Ok(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever the documented pattern admits, the parser accepts.
+        #[test]
+        fn names_matching_the_documented_pattern_parse(
+            name in proptest::string::string_regex(
+                USERNAME_PATTERN.trim_start_matches('^').trim_end_matches('$'),
+            )
+            .unwrap(),
+        ) {
+            prop_assert!(Username::parse(&name).is_ok(), "{}", name);
+        }
+
+        /// And nothing outside the pattern's alphabet and lengths gets through.
+        #[test]
+        fn other_names_are_refused(name in "\\PC{0,40}") {
+            let in_pattern = (3..=32).contains(&name.chars().count())
+                && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            prop_assert_eq!(Username::parse(&name).is_ok(), in_pattern);
+        }
+    }
 }

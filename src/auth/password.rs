@@ -16,12 +16,13 @@ use tokio::sync::Semaphore;
 use crate::secret::Secret;
 
 pub(crate) const MIN_PASSWORD_CHARS: usize = 8;
-pub(crate) const MAX_PASSWORD_BYTES: usize = 1024;
+/// Counted in characters, as JSON Schema's `maxLength` counts them.
+pub(crate) const MAX_PASSWORD_CHARS: usize = 1024;
 /// Only this much of a password is scored: longer ones are not "very common", and the
 /// strength estimator's cost grows quickly with length.
 const SCORED_PREFIX_CHARS: usize = 64;
 
-/// A password that satisfies the policy: 8 characters to 1 KiB, and not among the very common
+/// A password that satisfies the policy: 8 to 1024 characters, and not among the very common
 /// or easily guessed ones. No composition rules.
 pub struct Password(Secret<String>);
 
@@ -29,7 +30,7 @@ pub struct Password(Secret<String>);
 pub enum PasswordRejected {
     #[error("The password must have at least {MIN_PASSWORD_CHARS} characters.")]
     TooShort,
-    #[error("The password must not be longer than {MAX_PASSWORD_BYTES} bytes.")]
+    #[error("The password must not be longer than {MAX_PASSWORD_CHARS} characters.")]
     TooLong,
     #[error(
         "The password is too common or too easy to guess; choose a longer or less predictable one."
@@ -50,10 +51,11 @@ impl PasswordRejected {
 impl Password {
     /// Checks the policy. `username` counts as a guessable word.
     pub fn parse(raw: String, username: &str) -> Result<Self, PasswordRejected> {
-        if raw.len() > MAX_PASSWORD_BYTES {
+        let length = raw.chars().count();
+        if length > MAX_PASSWORD_CHARS {
             return Err(PasswordRejected::TooLong);
         }
-        if raw.chars().count() < MIN_PASSWORD_CHARS {
+        if length < MIN_PASSWORD_CHARS {
             return Err(PasswordRejected::TooShort);
         }
         let scored: String = raw.chars().take(SCORED_PREFIX_CHARS).collect();

@@ -5,6 +5,7 @@ use crate::helpers::{Backend, assert_problem, on_both_databases, spawn_app};
 on_both_databases!(
     unknown_routes_are_problem_json_404,
     wrong_methods_are_problem_json_405,
+    a_malformed_path_parameter_is_named_as_documented,
     bodies_over_64_kib_are_refused_with_413,
     chunked_bodies_over_64_kib_are_refused_with_413,
     small_bodies_and_requests_without_a_body_pass_the_limit,
@@ -24,16 +25,47 @@ async fn unknown_routes_are_problem_json_404(backend: Backend) {
 async fn wrong_methods_are_problem_json_405(backend: Backend) {
     let app = spawn_app(backend).await;
 
-    let response = app.client.delete(app.url("/healthz")).send().await.unwrap();
-    assert_problem(response, 405, "method_not_allowed").await;
+    // Each 405 names what the path accepts (RFC 9110).
+    for (method, path, allowed) in [
+        ("DELETE", "/healthz", "GET, HEAD"),
+        ("POST", "/api/v1/openapi.json", "GET, HEAD"),
+        ("TRACE", "/api/v1/me", "DELETE, GET, HEAD"),
+        (
+            "PUT",
+            "/api/v1/connections/0195d7a6-3b1c-7cc3-9f1e-2f1f4c6d7e8f",
+            "DELETE, GET, HEAD",
+        ),
+        ("GET", "/api/v1/auth/login", "POST"),
+        ("PATCH", "/", "GET, HEAD"),
+    ] {
+        let response = app
+            .client
+            .request(method.parse().unwrap(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.headers().get("allow").map(|v| v.to_str().unwrap()),
+            Some(allowed),
+            "{method} {path}"
+        );
+        assert_problem(response, 405, "method_not_allowed").await;
+    }
+}
+
+async fn a_malformed_path_parameter_is_named_as_documented(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.signed_in("pathy").await;
 
     let response = app
-        .client
-        .post(app.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(response, 405, "method_not_allowed").await;
+        .get_as("/api/v1/connections/not-an-id", &user.access)
+        .await;
+    assert_eq!(response.status(), 422);
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid_parameter");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.starts_with("Path parameter `id`"), "{detail}");
+    assert!(!detail.contains("param0"), "{detail}");
 }
 
 async fn bodies_over_64_kib_are_refused_with_413(backend: Backend) {
