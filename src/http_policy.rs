@@ -62,6 +62,9 @@ pub(crate) fn apply<E: Endpoint + 'static>(
         .around(move |next, req| security_headers(next, req, hsts))
         .around(move |next, req| telemetry::log_request(next, req, metrics.clone()))
         .around(name_allowed_methods)
+        // One allocation per request keeps the stack's type (and its future) shallow enough
+        // for the compiler.
+        .boxed()
 }
 
 /// A 405 names the methods the path does accept, as RFC 9110 requires.

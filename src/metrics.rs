@@ -294,6 +294,14 @@ pub(crate) fn routes(
         .data(metrics)
         .data(db)
         .map_to_response()
+        .map(|mut response: Response| {
+            if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+            }
+            response
+        })
 }
 
 #[handler]

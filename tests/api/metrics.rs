@@ -231,4 +231,19 @@ async fn metrics_are_not_served_unless_configured(backend: Backend) {
     .await;
     assert_eq!(app.get("/metrics").await.status(), 404);
     scrape(&app).await;
+    let address = app.metrics_address.as_ref().unwrap();
+    let client = reqwest::Client::new();
+    let posted = client
+        .post(format!("{address}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 405);
+    assert_eq!(posted.headers()["allow"], "GET, HEAD");
+    let elsewhere = client
+        .get(format!("{address}/api/v1/me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 404, "only /metrics is served there");
 }
