@@ -294,7 +294,7 @@ pub(crate) fn routes(
         .data(metrics)
         .data(db)
         .map_to_response()
-        .map(|mut response: Response| {
+        .map(|mut response: Response| async move {
             if response.status() == StatusCode::METHOD_NOT_ALLOWED {
                 response
                     .headers_mut()
