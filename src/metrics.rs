@@ -294,13 +294,11 @@ pub(crate) fn routes(
         .data(metrics)
         .data(db)
         .map_to_response()
-        .map(|mut response: Response| async move {
-            if response.status() == StatusCode::METHOD_NOT_ALLOWED {
-                response
-                    .headers_mut()
-                    .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
-            }
-            response
+        .catch_error(|_: poem::error::MethodNotAllowedError| async {
+            Response::builder()
+                .status(StatusCode::METHOD_NOT_ALLOWED)
+                .header(header::ALLOW, "GET, HEAD")
+                .finish()
         })
 }
 
