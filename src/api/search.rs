@@ -134,7 +134,8 @@ pub enum SearchResponse {
     /// can no longer be decrypted (`connection_unreadable`); connect the workspace again.
     #[oai(status = 409, content_type = "application/problem+json")]
     NeedsReauth(Json<Problem>),
-    /// A parameter is invalid (`invalid_parameter`).
+    /// A parameter is invalid (`invalid_parameter`), including a cursor Notion does not
+    /// recognise.
     #[oai(status = 422, content_type = "application/problem+json")]
     Invalid(Json<Problem>),
     /// Notion's rate limit for this connection (`notion_rate_limited`).
@@ -260,6 +261,11 @@ fn failure(error: SearchError) -> Result<SearchResponse, ApiError> {
             StatusCode::GATEWAY_TIMEOUT,
             "notion_timeout",
             "Notion did not answer in time; try again later.",
+        )),
+        SearchError::InvalidCursor => SearchResponse::Invalid(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_parameter",
+            "Parameter `cursor`: not a cursor from a previous page of this search.",
         )),
         SearchError::Undecryptable => SearchResponse::NeedsReauth(problem(
             StatusCode::CONFLICT,

@@ -28,6 +28,8 @@ pub(crate) fn document() -> &'static Document {
         let mut spec: Value = serde_json::from_str(&generated).expect("the spec is JSON");
         add_layer_responses(&mut spec);
         describe_handler_rules(&mut spec);
+        add_links(&mut spec);
+        mark_optional_properties_nullable(&mut spec);
         let operations = Operations::of(&spec);
         let mut json = serde_json::to_string_pretty(&spec).expect("the spec serialises");
         json.push('\n');
@@ -121,6 +123,53 @@ fn describe_handler_rules(spec: &mut Value) {
             }
         }
     }
+}
+
+/// An absent optional value is written as `null` (and `null` is accepted for one), which
+/// OpenAPI 3.0 states with `nullable`; poem-openapi leaves it out.
+fn mark_optional_properties_nullable(spec: &mut Value) {
+    let Some(schemas) = spec
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    for schema in schemas.values_mut() {
+        let required: Vec<String> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| name.as_str().map(str::to_owned))
+            .collect();
+        let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (name, property) in properties.iter_mut() {
+            if required.contains(name) {
+                continue;
+            }
+            // Keywords beside a `$ref` are ignored: wrap the reference to say it.
+            if let Some(reference) = property.as_object_mut().and_then(|p| p.remove("$ref")) {
+                property["allOf"] = json!([{ "$ref": reference }]);
+            }
+            property["nullable"] = json!(true);
+        }
+    }
+}
+
+/// Where a listed connection's id can be used next (OpenAPI links, for clients and tools that
+/// follow them).
+fn add_links(spec: &mut Value) {
+    let Some(listed) = spec.pointer_mut("/paths/~1connections/get/responses/200") else {
+        return;
+    };
+    let id = json!({ "id": "$response.body#/items/0/id" });
+    listed["links"] = json!({
+        "GetConnection": { "operationId": "get_connection", "parameters": id },
+        "SearchConnection": { "operationId": "search_connection", "parameters": id },
+        "DeleteConnection": { "operationId": "delete_connection", "parameters": id },
+    });
 }
 
 fn merge(target: &mut Value, rules: Value) {

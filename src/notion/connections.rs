@@ -71,6 +71,9 @@ pub(crate) enum SearchError {
     Refresh(#[source] ExchangeError),
     #[error("reading Notion's search results")]
     Malformed(#[source] serde_json::Error),
+    /// Notion refused the request's cursor: it is not one from a previous page of this search.
+    #[error("Notion refused the cursor")]
+    InvalidCursor,
     /// The connection's sealed tokens do not open; connecting again fixes it.
     #[error("the connection's tokens cannot be decrypted")]
     Undecryptable,
@@ -550,9 +553,20 @@ impl Connections {
                 return Err(SearchError::NeedsReauth);
             }
         }
-        let raw = outcome.map_err(|e| {
-            tracing::warn!(connection_id = %row.id, error = %e, "Notion search failed");
-            SearchError::Notion(e)
+        let raw = outcome.map_err(|e| match e {
+            // A request we build is always valid, except for the client's cursor, which only
+            // Notion can judge.
+            NotionError::Status {
+                status: 400,
+                code: Some(ref code),
+                ..
+            } if code == "validation_error" && request.start_cursor.is_some() => {
+                SearchError::InvalidCursor
+            }
+            e => {
+                tracing::warn!(connection_id = %row.id, error = %e, "Notion search failed");
+                SearchError::Notion(e)
+            }
         })?;
         let page = search::parse(&raw).map_err(|e| {
             tracing::warn!(connection_id = %row.id, error = %e, "unreadable search response");

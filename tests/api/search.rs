@@ -61,7 +61,27 @@ on_both_databases!(
     two_instances_on_one_database_refresh_once,
     refreshed_tokens_are_stored_only_while_the_lease_is_held,
     a_connection_deleted_through_another_instance_is_never_used,
+    a_cursor_notion_does_not_recognise_is_an_invalid_parameter,
 );
+
+async fn a_cursor_notion_does_not_recognise_is_an_invalid_parameter(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user = app.signed_in("cursory").await;
+    let id = app.connect_sandbox(&user.access).await;
+
+    for cursor in ["0", "not-a-cursor-from-this-search"] {
+        assert_problem(
+            search(&app, &user, &id, &format!("cursor={cursor}")).await,
+            422,
+            "invalid_parameter",
+        )
+        .await;
+    }
+    // A real cursor still works.
+    let first = results(&app, &user, &id, "page_size=5").await;
+    let next = first["next_cursor"].as_str().unwrap();
+    results(&app, &user, &id, &format!("page_size=5&cursor={next}")).await;
+}
 
 async fn paging_through_the_sandbox_returns_every_item_exactly_once(backend: Backend) {
     let app = spawn_app(backend).await;
