@@ -158,17 +158,19 @@ impl Metrics {
         Arc::new(metrics)
     }
 
-    /// Records an answered request. `operation` is the API operation that answered, if any.
+    /// Records an answered request: under its operation's route template when an API operation
+    /// answered it, else under `fixed_route` (from [`Metrics::fixed_route`]).
     pub(crate) fn http_request(
         &self,
-        method: &Method,
-        path: &str,
+        method: &'static str,
+        fixed_route: &'static str,
         operation: Option<&str>,
         status: StatusCode,
         took: Duration,
     ) {
-        let route = self.route(path, operation);
-        let method = method_label(method);
+        let route = operation
+            .and_then(|id| self.operations.template(id))
+            .unwrap_or(fixed_route);
         self.http_requests
             .with_label_values(&[method, route, status.as_str()])
             .inc();
@@ -177,12 +179,9 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// The route template a request was answered by: the operation's template, or one of the
-    /// fixed routes outside the API.
-    fn route<'a>(&'a self, path: &str, operation: Option<&str>) -> &'a str {
-        if let Some(template) = operation.and_then(|id| self.operations.template(id)) {
-            return template;
-        }
+    /// The label of a request no API operation answers: one of the fixed routes outside the
+    /// API, `unmatched` under `/api/`, or the web app's `/`.
+    pub(crate) fn fixed_route(path: &str) -> &'static str {
         match path {
             "/healthz" => "/healthz",
             "/readyz" => "/readyz",
@@ -271,7 +270,7 @@ impl LoginOutcome {
 }
 
 /// The method as a label: the standard ones by name, anything else as `other`.
-fn method_label(method: &Method) -> &'static str {
+pub(crate) fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::HEAD => "HEAD",
@@ -320,21 +319,12 @@ async fn scrape(metrics: Data<&Arc<Metrics>>, db: Data<&DatabaseConnection>) -> 
 mod tests {
     use super::*;
 
-    fn metrics() -> Arc<Metrics> {
-        Metrics::for_api()
-    }
-
     #[test]
-    fn requests_are_labelled_by_template_never_by_raw_path() {
-        let m = metrics();
-        assert_eq!(
-            m.route("/api/v1/connections/0195/search", Some("search_connection")),
-            "/api/v1/connections/{id}/search"
-        );
-        assert_eq!(m.route("/api/v1/no/such/thing", None), UNMATCHED);
-        assert_eq!(m.route("/docs/index.css", None), "/docs");
-        assert_eq!(m.route("/docsx", None), "/");
-        assert_eq!(m.route("/some/client/route", None), "/");
+    fn requests_outside_the_api_are_labelled_by_fixed_routes_never_by_raw_path() {
+        assert_eq!(Metrics::fixed_route("/api/v1/no/such/thing"), UNMATCHED);
+        assert_eq!(Metrics::fixed_route("/docs/index.css"), "/docs");
+        assert_eq!(Metrics::fixed_route("/docsx"), "/");
+        assert_eq!(Metrics::fixed_route("/some/client/route"), "/");
         assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
     }
 }

@@ -12,7 +12,10 @@ use poem_openapi::OperationId;
 use tracing::Instrument;
 use tracing_subscriber::{EnvFilter, fmt};
 
-use crate::{config::LogFormat, metrics::Metrics};
+use crate::{
+    config::LogFormat,
+    metrics::{self, Metrics},
+};
 
 pub(crate) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -69,8 +72,8 @@ pub(crate) async fn log_request<E: Endpoint>(
         method = %req.method(),
         path = %req.uri().path(),
     );
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let method = metrics::method_label(req.method());
+    let fixed_route = Metrics::fixed_route(req.uri().path());
     let started = Instant::now();
     let result = next.call(req).instrument(span.clone()).await;
     let (mut response, operation) = match result {
@@ -90,7 +93,7 @@ pub(crate) async fn log_request<E: Endpoint>(
     let took = started.elapsed();
     let latency_ms = took.as_secs_f64() * 1000.0;
     let status = response.status();
-    metrics.http_request(&method, &path, operation.map(|o| o.0), status, took);
+    metrics.http_request(method, fixed_route, operation.map(|o| o.0), status, took);
     let status = status.as_u16();
     span.in_scope(|| tracing::info!(status, latency_ms, "request finished"));
     if let Ok(value) = HeaderValue::from_str(&id) {
