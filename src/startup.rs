@@ -186,13 +186,8 @@ impl Application {
 /// The complete HTTP surface with its middleware.
 pub(crate) fn routes(state: AppState) -> impl Endpoint<Output = Response> {
     let service = api::openapi_service();
-    let document = &api::spec::document().json;
-    // The docs page embeds the generated document verbatim: show the published one instead.
-    let docs = http_policy::docs_endpoint(
-        service
-            .swagger_ui_html()
-            .replace(&service.spec(), document.trim_end()),
-    );
+    let document = api::spec::document();
+    let docs = http_policy::docs_endpoint(document.docs_html.clone());
     let web = WebFiles::new(state.settings.web_dir.clone());
 
     let sandbox = state
@@ -205,7 +200,7 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint<Output = Response> {
             get(make_sync(move |_| {
                 Response::builder()
                     .content_type("application/json")
-                    .body(document.as_str())
+                    .body(document.json.as_str())
             })),
         )
         .nest("/api/v1", service)

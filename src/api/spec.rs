@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 pub(crate) struct Document {
     /// Pretty-printed, ending with a newline.
     pub(crate) json: String,
+    /// The interactive docs page (Swagger UI), showing this document.
+    pub(crate) docs_html: String,
     pub(crate) operations: Operations,
 }
 
@@ -24,7 +26,8 @@ pub(crate) struct Document {
 pub(crate) fn document() -> &'static Document {
     static DOCUMENT: OnceLock<Document> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        let generated = super::openapi_service().spec();
+        let service = super::openapi_service();
+        let generated = service.spec();
         let mut spec: Value = serde_json::from_str(&generated).expect("the spec is JSON");
         add_layer_responses(&mut spec);
         describe_handler_rules(&mut spec);
@@ -33,7 +36,15 @@ pub(crate) fn document() -> &'static Document {
         let operations = Operations::of(&spec);
         let mut json = serde_json::to_string_pretty(&spec).expect("the spec serialises");
         json.push('\n');
-        Document { json, operations }
+        // The page embeds the generated document verbatim: it shows the published one instead.
+        let docs_html = service
+            .swagger_ui_html()
+            .replace(&generated, json.trim_end());
+        Document {
+            json,
+            docs_html,
+            operations,
+        }
     })
 }
 
@@ -304,6 +315,17 @@ mod tests {
         );
         assert_eq!(ops.allowed_methods("/api/v1/connections//search"), None);
         assert_eq!(ops.allowed_methods("/api/v1/nothing"), None);
+    }
+
+    #[test]
+    fn the_docs_page_shows_the_published_document() {
+        let document = document();
+        assert!(document.docs_html.contains(document.json.trim_end()));
+        assert!(
+            !document
+                .docs_html
+                .contains(&super::super::openapi_service().spec())
+        );
     }
 
     #[test]
