@@ -34,13 +34,7 @@ async fn another_users_connection_is_not_found(backend: Backend) {
     let path = format!("/api/v1/connections/{id}");
 
     assert_problem(app.get_as(&path, &intruder.access).await, 404, "not_found").await;
-    let delete = app
-        .client
-        .delete(app.url(&path))
-        .bearer_auth(&intruder.access)
-        .send()
-        .await
-        .unwrap();
+    let delete = app.delete_as(&path, &intruder.access).await;
     assert_problem(delete, 404, "not_found").await;
     let missing = format!("/api/v1/connections/{}", uuid::Uuid::now_v7());
     assert_problem(app.get_as(&missing, &owner.access).await, 404, "not_found").await;
@@ -72,12 +66,8 @@ async fn deleting_revokes_once_and_removes_the_row_even_when_revoke_fails(backen
     let id = app.connect_with_code(&user.access).await;
 
     let response = app
-        .client
-        .delete(app.url(&format!("/api/v1/connections/{id}")))
-        .bearer_auth(&user.access)
-        .send()
-        .await
-        .unwrap();
+        .delete_as(&format!("/api/v1/connections/{id}"), &user.access)
+        .await;
 
     assert_eq!(response.status(), 204);
     notion.wait_for_revokes(1).await;
@@ -90,12 +80,8 @@ async fn deleting_revokes_once_and_removes_the_row_even_when_revoke_fails(backen
         0
     );
     let again = app
-        .client
-        .delete(app.url(&format!("/api/v1/connections/{id}")))
-        .bearer_auth(&user.access)
-        .send()
-        .await
-        .unwrap();
+        .delete_as(&format!("/api/v1/connections/{id}"), &user.access)
+        .await;
     assert_problem(again, 404, "not_found").await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(notion.revoke_calls(), 1);
@@ -354,12 +340,8 @@ async fn pending_after_a_failed_revocation(
     let user = app.signed_in("leaving").await;
     let id = app.connect_with_code(&user.access).await;
     let deleted = app
-        .client
-        .delete(app.url(&format!("/api/v1/connections/{id}")))
-        .bearer_auth(&user.access)
-        .send()
-        .await
-        .unwrap();
+        .delete_as(&format!("/api/v1/connections/{id}"), &user.access)
+        .await;
     assert_eq!(deleted.status(), 204);
     notion.wait_for_revokes(1).await;
     let pending = pending_revocation::Entity::find()

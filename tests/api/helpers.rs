@@ -220,6 +220,16 @@ impl TestApp {
             .expect("request failed")
     }
 
+    /// `DELETE` with a bearer token and no body.
+    pub async fn delete_as(&self, path: &str, access_token: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .expect("request failed")
+    }
+
     /// `POST` with the refresh cookie.
     pub async fn post_with_cookie(&self, path: &str, refresh_token: &str) -> reqwest::Response {
         self.client

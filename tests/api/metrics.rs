@@ -201,12 +201,8 @@ async fn metrics_show_requests_notion_calls_oauth_refreshes_and_logins(backend: 
 
     // A deleted connection leaves the gauge rather than lingering at its last count.
     let deleted = app
-        .client
-        .delete(app.url(&format!("/api/v1/connections/{id}")))
-        .bearer_auth(&user.access)
-        .send()
-        .await
-        .unwrap();
+        .delete_as(&format!("/api/v1/connections/{id}"), &user.access)
+        .await;
     assert_eq!(deleted.status(), 204);
     let text = scrape(&app).await;
     assert_eq!(

@@ -522,12 +522,8 @@ async fn a_connection_deleted_through_another_instance_is_never_used(backend: Ba
     let calls = notion.search_calls();
 
     let deleted = first
-        .client
-        .delete(first.url(&format!("/api/v1/connections/{id}")))
-        .bearer_auth(&user.access)
-        .send()
-        .await
-        .unwrap();
+        .delete_as(&format!("/api/v1/connections/{id}"), &user.access)
+        .await;
     assert_eq!(deleted.status(), 204);
 
     for app in [&second, &first] {
