@@ -7,8 +7,8 @@
 //! it, which is the wrong trade for the one large, rare block the service allocates: each
 //! password hash takes 19 MiB, and those pages should go back to the system as soon as the hash
 //! is done. So blocks of [`LARGE_BLOCK`] or more go to the system allocator, which maps each one
-//! on its own and unmaps it when it is freed (`main` fixes glibc's mapping threshold so that
-//! this holds for every such block).
+//! on its own and unmaps it when it is freed ([`configure`] fixes glibc's mapping threshold so
+//! that this holds for every such block).
 //!
 //! Which allocator owns a block follows from its size alone: `dealloc` receives the layout the
 //! block was allocated with, and `realloc` moves a block whose new size lands on the other side.
@@ -19,6 +19,30 @@ use mimalloc::MiMalloc;
 
 /// Blocks of this size or more come from the system allocator.
 pub const LARGE_BLOCK: usize = 1024 * 1024;
+
+/// mimalloc's `mi_option_purge_delay` (its position in `mi_option_t` of mimalloc 3, which the
+/// bindings build), which the Rust bindings do not name.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Tunes both allocators for the service. Call it first thing in `main`, before any other
+/// thread starts.
+///
+/// - mimalloc returns the pages it no longer uses to the system at once, instead of a second
+///   later (its default). Under a burst of searches the delay lets every thread keep the pages of
+///   the requests it just finished while new ones arrive, which measured as 8–13 MiB more
+///   resident memory at 64 clients for no measurable speed.
+/// - glibc maps every block of [`LARGE_BLOCK`] or more on its own and unmaps it when it is freed.
+///   By default glibc raises its mapping threshold after the first such block is freed and keeps
+///   later ones on its heap, holding a hash's memory for good.
+pub fn configure() {
+    // SAFETY: setting an option is not thread-safe, and this runs before other threads exist.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` only tunes the allocator, and no other thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE_BLOCK as libc::c_int);
+    }
+}
 
 pub struct ServiceAllocator;
 
@@ -90,6 +114,20 @@ unsafe impl GlobalAlloc for ServiceAllocator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Guards the option's position against a mimalloc upgrade that renumbers its options:
+    /// the option at that position must be the purge delay, whose default is 1000 ms.
+    #[test]
+    fn the_purge_delay_option_is_the_one_configured() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            return;
+        }
+        // SAFETY: reads an option; no test sets one.
+        assert_eq!(
+            unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) },
+            1000
+        );
+    }
 
     /// Grows a block from small to large and back, checking its bytes survive each move.
     #[test]

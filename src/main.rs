@@ -75,7 +75,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    release_large_blocks_at_once();
+    notion_connect::allocator::configure();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Openapi) => {
@@ -121,24 +121,6 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// Blocks of [`LARGE_BLOCK`](notion_connect::allocator::LARGE_BLOCK) or more (password hashes, 19 MiB each) go to glibc's allocator,
-/// which should map each one on its own and unmap it when it is freed. By default glibc raises
-/// its mapping threshold after the first such block is freed and keeps later ones on its heap,
-/// holding a hash's memory for good; a fixed threshold keeps every large block mapped.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn release_large_blocks_at_once() {
-    // SAFETY: `mallopt` only tunes the allocator, and no other thread exists yet.
-    unsafe {
-        libc::mallopt(
-            libc::M_MMAP_THRESHOLD,
-            notion_connect::allocator::LARGE_BLOCK as libc::c_int,
-        );
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_large_blocks_at_once() {}
 
 async fn run(command: Option<Command>, settings: Settings) -> Result<(), Box<dyn Error>> {
     match command {
