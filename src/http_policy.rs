@@ -10,11 +10,10 @@ use poem::{
     error::ResponseError,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::{CatchPanic, Cors},
-    web::Html,
 };
 use sha2::{Digest, Sha256};
 use std::{
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
     time::Duration,
 };
 use tokio::io::AsyncReadExt;
@@ -220,25 +219,44 @@ fn set_default(headers: &mut HeaderMap, name: header::HeaderName, value: &'stati
 
 /// Serves the interactive docs. Their page carries inline scripts, so instead of weakening the
 /// policy with `'unsafe-inline'` the policy allows exactly those scripts by hash.
-pub(crate) fn docs_endpoint(html: String) -> impl Endpoint<Output = Response> {
-    let script_hashes: Vec<String> = inline_scripts(&html)
-        .into_iter()
-        .map(|script| format!("'sha256-{}'", STANDARD.encode(Sha256::digest(script))))
-        .collect();
-    let csp = format!(
-        "default-src 'none'; script-src {}; style-src 'self' 'unsafe-inline'; \
-         img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
-         base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        script_hashes.join(" ")
-    );
-    let csp = HeaderValue::from_str(&csp).expect("hashes are header-safe");
-    make_sync(move |_| {
-        let mut response = Html(html.clone()).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_SECURITY_POLICY, csp.clone());
-        response
+pub(crate) fn docs_endpoint() -> impl Endpoint<Output = Response> {
+    make_sync(|_| {
+        let page = DocsPage::get();
+        Response::builder()
+            .content_type("text/html; charset=utf-8")
+            .header(header::CONTENT_SECURITY_POLICY, page.policy.clone())
+            .body(page.html.clone())
     })
+}
+
+/// The docs page and its policy, built when the page is first asked for and then shared by
+/// every request and every app in the process (the page is about 1.5 MB).
+struct DocsPage {
+    html: bytes::Bytes,
+    policy: HeaderValue,
+}
+
+impl DocsPage {
+    fn get() -> &'static Self {
+        static PAGE: OnceLock<DocsPage> = OnceLock::new();
+        PAGE.get_or_init(|| {
+            let html = crate::api::spec::docs_html();
+            let script_hashes: Vec<String> = inline_scripts(&html)
+                .into_iter()
+                .map(|script| format!("'sha256-{}'", STANDARD.encode(Sha256::digest(script))))
+                .collect();
+            let policy = format!(
+                "default-src 'none'; script-src {}; style-src 'self' 'unsafe-inline'; \
+                 img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
+                 base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+                script_hashes.join(" ")
+            );
+            Self {
+                html: bytes::Bytes::from(html.into_bytes().into_boxed_slice()),
+                policy: HeaderValue::from_str(&policy).expect("hashes are header-safe"),
+            }
+        })
+    }
 }
 
 /// The bodies of the `<script>` elements of a page, exactly as the browser hashes them. As in

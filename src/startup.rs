@@ -187,7 +187,7 @@ impl Application {
 pub(crate) fn routes(state: AppState) -> impl Endpoint<Output = Response> {
     let service = api::openapi_service();
     let document = api::spec::document();
-    let docs = http_policy::docs_endpoint(document.docs_html.clone());
+    let docs = http_policy::docs_endpoint();
     let web = WebFiles::new(state.settings.web_dir.clone());
 
     let sandbox = state

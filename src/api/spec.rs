@@ -17,8 +17,6 @@ use serde_json::{Value, json};
 pub(crate) struct Document {
     /// Pretty-printed, ending with a newline.
     pub(crate) json: String,
-    /// The interactive docs page (Swagger UI), showing this document.
-    pub(crate) docs_html: String,
     pub(crate) operations: Operations,
 }
 
@@ -36,16 +34,20 @@ pub(crate) fn document() -> &'static Document {
         let operations = Operations::of(&spec);
         let mut json = serde_json::to_string_pretty(&spec).expect("the spec serialises");
         json.push('\n');
-        // The page embeds the generated document verbatim: it shows the published one instead.
-        let docs_html = service
-            .swagger_ui_html()
-            .replace(&generated, json.trim_end());
-        Document {
-            json,
-            docs_html,
-            operations,
-        }
+        Document { json, operations }
     })
+}
+
+/// The interactive docs page (Swagger UI), showing the published document.
+///
+/// About 1.5 MB, as Swagger UI's script and styles are inline: callers build it when the page
+/// is first asked for, not at start-up.
+pub(crate) fn docs_html() -> String {
+    let service = super::openapi_service();
+    // The page embeds the generated document verbatim: it shows the published one instead.
+    service
+        .swagger_ui_html()
+        .replace(&service.spec(), document().json.trim_end())
 }
 
 /// Statuses the layers around an operation answer with, by what the operation takes.
@@ -319,13 +321,9 @@ mod tests {
 
     #[test]
     fn the_docs_page_shows_the_published_document() {
-        let document = document();
-        assert!(document.docs_html.contains(document.json.trim_end()));
-        assert!(
-            !document
-                .docs_html
-                .contains(&super::super::openapi_service().spec())
-        );
+        let html = docs_html();
+        assert!(html.contains(document().json.trim_end()));
+        assert!(!html.contains(&super::super::openapi_service().spec()));
     }
 
     #[test]
