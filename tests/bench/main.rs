@@ -9,7 +9,8 @@
 //! 200 clients flood login, then prints a table and writes it to `BENCHMARKS.md`.
 //!
 //! `BENCH_SECONDS` sets the length of each run (default 10); `BENCH_ONLY=search` runs only the
-//! search comparison and prints it without writing the report. `MIMALLOC_*` and `MALLOC_*`
+//! search comparison and prints it without writing the report, at the client counts
+//! `BENCH_CLIENTS` lists if set (for example `BENCH_CLIENTS=64`). `MIMALLOC_*` and `MALLOC_*`
 //! variables reach the service, to compare allocator settings.
 
 mod fixture;
@@ -50,6 +51,21 @@ fn main() -> ExitCode {
         _ => return runtime.block_on(orchestrate()),
     }
     ExitCode::SUCCESS
+}
+
+/// The client counts of the search comparison: 1, 16 and 64, or with `BENCH_ONLY=search` those
+/// `BENCH_CLIENTS` lists (for example `64` or `1,64`).
+fn search_clients(only_search: bool) -> Vec<u32> {
+    std::env::var("BENCH_CLIENTS")
+        .ok()
+        .filter(|_| only_search)
+        .map(|list| {
+            list.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect()
+        })
+        .filter(|list: &Vec<u32>| !list.is_empty())
+        .unwrap_or_else(|| vec![1, 16, 64])
 }
 
 fn port_arg(args: &[String]) -> u16 {
@@ -224,18 +240,19 @@ fn service_binary() -> PathBuf {
     release_dir.join("notion-connect")
 }
 
+/// A field of `/proc/{pid}/status` given in KiB, in MiB.
+fn status_mib(pid: u32, name: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
 /// The service's resident memory now and at its peak since the last reset, in MiB.
 fn memory(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kib| kib.parse::<f64>().ok())
-            .map_or(0.0, |kib| kib / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    (status_mib(pid, "VmRSS"), status_mib(pid, "VmHWM"))
 }
 
 /// Starts a new peak-memory measurement for `pid`.
@@ -371,7 +388,8 @@ async fn orchestrate() -> ExitCode {
     let mut rows = Vec::new();
     reset_peak(pid);
     reset_peak(baseline_process.0.id());
-    for clients in [1, 16, 64] {
+    let only_search = std::env::var("BENCH_ONLY").as_deref() == Ok("search");
+    for clients in search_clients(only_search) {
         let baseline = wrk::Run {
             url: &format!("http://127.0.0.1:{baseline_port}"),
             connections: clients,
@@ -409,10 +427,11 @@ async fn orchestrate() -> ExitCode {
     }
     let mut memory_use = MemoryUse {
         search_peak: memory(pid).1,
+        search_file: status_mib(pid, "RssFile"),
         baseline_peak: memory(baseline_process.0.id()).1,
         ..MemoryUse::default()
     };
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("search") {
+    if only_search {
         print!("{}", report(&rows, &memory_use, seconds));
         return ExitCode::SUCCESS;
     }
@@ -603,6 +622,9 @@ fn machine() -> String {
 struct MemoryUse {
     /// The service's peak during the search runs.
     search_peak: f64,
+    /// Of the service's resident memory after the search runs, the part mapped from files: the
+    /// binary's code and read-only data, and the shared libraries'.
+    search_file: f64,
     /// The baseline proxy's peak during the same runs.
     baseline_peak: f64,
     /// The service's peak during the login flood.
@@ -664,8 +686,14 @@ fn report(rows: &[Row], memory: &MemoryUse, seconds: u32) -> String {
          the baseline proxy's: {:.1} MiB), {:.1} MiB during the login flood (at most\n\
          `PASSWORD_HASH_CONCURRENCY` hashes of 19 MiB run at once; the others wait for a slot,\n\
          and a login that waits too long is refused with 503, which wrk counts as an error), and\n\
-         {:.1} MiB five seconds after it.",
-        memory.search_peak, memory.baseline_peak, memory.flood_peak, memory.after_flood
+         {:.1} MiB five seconds after it. After the search runs, {:.1} MiB of the service's\n\
+         resident memory is mapped from files (its code and read-only data, and the shared\n\
+         libraries').",
+        memory.search_peak,
+        memory.baseline_peak,
+        memory.flood_peak,
+        memory.after_flood,
+        memory.search_file
     );
     out
 }
