@@ -278,8 +278,10 @@ fn status_error(status: StatusCode, body: &[u8]) -> NotionError {
 
 /// Reads the body, refusing more than [`MAX_RESPONSE_BYTES`] and stopping at the deadline.
 ///
-/// A body that arrives in one piece (the usual case for a search page) is returned as it is;
-/// only one that arrives in several is copied into one buffer, once, at the end.
+/// A body that arrives in one piece (the usual case for a search page) is returned as it is.
+/// One that arrives in pieces is copied into a single buffer, sized from `Content-Length` when
+/// Notion sends it, as the pieces arrive: each piece is let go once copied, so a page read over
+/// a slow or new connection never holds its pieces and its copy at once.
 async fn read_capped(
     mut response: reqwest::Response,
     deadline: Instant,
@@ -288,8 +290,8 @@ async fn read_capped(
     if declared > MAX_RESPONSE_BYTES as u64 {
         return Err(NotionError::TooLarge);
     }
-    let mut chunks: Vec<Bytes> = Vec::new();
-    let mut length = 0;
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let chunk = match tokio::time::timeout(remaining, response.chunk()).await {
@@ -299,28 +301,127 @@ async fn read_capped(
             Ok(Ok(chunk)) => chunk,
         };
         let Some(chunk) = chunk else { break };
-        length += chunk.len();
+        let length = first.as_ref().map_or(joined.len(), Bytes::len) + chunk.len();
         if length > MAX_RESPONSE_BYTES {
             return Err(NotionError::TooLarge);
         }
-        chunks.push(chunk);
-    }
-    Ok(match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.swap_remove(0),
-        _ => {
-            let mut body = Vec::with_capacity(length);
-            for chunk in &chunks {
-                body.extend_from_slice(chunk);
+        match first.take() {
+            None if joined.is_empty() => first = Some(chunk),
+            held => {
+                if let Some(held) = held {
+                    // `declared` is at most MAX_RESPONSE_BYTES, checked above.
+                    joined.reserve(usize::try_from(declared).unwrap_or(0).max(length));
+                    joined.extend_from_slice(&held);
+                }
+                joined.extend_from_slice(&chunk);
             }
-            body.into()
         }
-    })
+    }
+    Ok(first.unwrap_or_else(|| joined.into()))
 }
 
 #[cfg(test)]
 mod tests {
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
+
     use super::*;
+
+    /// An upstream that answers one request with `head` and then each of `pieces` in turn,
+    /// pausing between them. Then it closes the connection if `head` says so, and otherwise
+    /// keeps it open without a word. Returns its URL.
+    async fn upstream(head: String, pieces: Vec<Vec<u8>>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            socket.write_all(head.as_bytes()).await.unwrap();
+            for piece in pieces {
+                socket.write_all(&piece).await.unwrap();
+                socket.flush().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if !head.contains("connection: close") {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+        });
+        url
+    }
+
+    async fn read_from(url: &str, within: Duration) -> Result<Bytes, NotionError> {
+        let response = reqwest::get(url).await.unwrap();
+        read_capped(response, Instant::now() + within).await
+    }
+
+    #[tokio::test]
+    async fn a_body_in_pieces_is_joined_whole() {
+        let pieces: Vec<Vec<u8>> = (0u8..5)
+            .map(|i| vec![b'a' + i; 3000 + usize::from(i)])
+            .collect();
+        let expected = pieces.concat();
+        for head in [
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+                expected.len()
+            ),
+            // Without a declared length the body ends with the connection, and the buffer grows
+            // as the pieces come.
+            "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n".to_owned(),
+        ] {
+            let url = upstream(head, pieces.clone()).await;
+            let body = read_from(&url, Duration::from_secs(10)).await.unwrap();
+            assert_eq!(body.as_ref(), expected.as_slice());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_declared_or_growing_past_the_cap_is_refused() {
+        let declared = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n",
+            MAX_RESPONSE_BYTES + 1
+        );
+        let url = upstream(declared, vec![b"{}".to_vec()]).await;
+        assert!(matches!(
+            read_from(&url, Duration::from_secs(10)).await,
+            Err(NotionError::TooLarge)
+        ));
+
+        // Chunked, so nothing is declared: the cap applies to what arrives.
+        let piece = 1024 * 1024;
+        let mut chunks = Vec::new();
+        for _ in 0..MAX_RESPONSE_BYTES / piece + 1 {
+            let mut chunk = format!("{piece:x}\r\n").into_bytes();
+            chunk.extend(std::iter::repeat_n(b' ', piece));
+            chunk.extend_from_slice(b"\r\n");
+            chunks.push(chunk);
+        }
+        let url = upstream(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_owned(),
+            chunks,
+        )
+        .await;
+        assert!(matches!(
+            read_from(&url, Duration::from_secs(10)).await,
+            Err(NotionError::TooLarge)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stalls_midway_ends_at_the_deadline() {
+        let url = upstream(
+            "HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n".to_owned(),
+            vec![vec![b'x'; 10]],
+        )
+        .await;
+        assert!(matches!(
+            read_from(&url, Duration::from_millis(500)).await,
+            Err(NotionError::Timeout)
+        ));
+    }
 
     #[test]
     fn backoff_grows_with_jitter_and_stays_bounded() {
