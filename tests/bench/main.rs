@@ -11,7 +11,8 @@
 //! `BENCH_SECONDS` sets the length of each run (default 10); `BENCH_ONLY=search` runs only the
 //! search comparison and prints it without writing the report, at the client counts
 //! `BENCH_CLIENTS` lists if set (for example `BENCH_CLIENTS=64`). `MIMALLOC_*` and `MALLOC_*`
-//! variables reach the service, to compare allocator settings.
+//! variables reach the service, to compare allocator settings. With `BENCH_ONLY=search`,
+//! `BENCH_SERVICE` names another build of the service to measure instead of the release binary.
 
 mod fixture;
 mod wrk;
@@ -281,7 +282,14 @@ async fn orchestrate() -> ExitCode {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
-    let binary = service_binary();
+    let only_search = std::env::var("BENCH_ONLY").as_deref() == Ok("search");
+    let other_build = std::env::var_os("BENCH_SERVICE");
+    if other_build.is_some() && !only_search {
+        // The report names the commit it measured; another build would make it lie.
+        eprintln!("bench: BENCH_SERVICE needs BENCH_ONLY=search");
+        return ExitCode::FAILURE;
+    }
+    let binary = other_build.map_or_else(service_binary, PathBuf::from);
     let work = tempfile::tempdir().expect("a work directory");
 
     let stand_in_port = free_port();
@@ -388,7 +396,6 @@ async fn orchestrate() -> ExitCode {
     let mut rows = Vec::new();
     reset_peak(pid);
     reset_peak(baseline_process.0.id());
-    let only_search = std::env::var("BENCH_ONLY").as_deref() == Ok("search");
     for clients in search_clients(only_search) {
         let baseline = wrk::Run {
             url: &format!("http://127.0.0.1:{baseline_port}"),
