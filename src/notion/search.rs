@@ -338,8 +338,14 @@ pub struct SearchPage {
 }
 
 /// Parses a search response body into simplified results.
+///
+/// The body is checked to be UTF-8 once, as a whole, and then parsed as text: parsing bytes
+/// would check every string the results borrow on its own, which costs more than one pass over
+/// the page. A body that is not UTF-8 is not JSON, whatever part of it is at fault.
 pub fn parse(body: &[u8]) -> Result<SearchPage, serde_json::Error> {
-    let page: RawPage<'_> = serde_json::from_slice(body)?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| <serde_json::Error as serde::de::Error>::custom("the body is not UTF-8"))?;
+    let page: RawPage<'_> = serde_json::from_str(text)?;
     Ok(SearchPage {
         next_cursor: page.next_cursor.map(Cow::into_owned),
         items: page
@@ -450,6 +456,25 @@ mod tests {
     fn malformed_bodies_are_errors() {
         assert!(parse(b"<html>502</html>").is_err());
         assert!(parse(br#"{"results":[{"id":"x"}]}"#).is_err());
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_refused_wherever_the_fault_is() {
+        let page = |ignored: &[u8], title: &[u8]| {
+            let mut body = br#"{"has_more":false,"next_cursor":null,"results":[{"object":"page","id":"p","ignored":""#.to_vec();
+            body.extend_from_slice(ignored);
+            body.extend_from_slice(
+                br#"","properties":{"Name":{"type":"title","title":[{"plain_text":""#,
+            );
+            body.extend_from_slice(title);
+            body.extend_from_slice(br#""}]}}}]}"#);
+            body
+        };
+        let good = parse(&page("Größe".as_bytes(), "Café ☕".as_bytes())).unwrap();
+        assert_eq!(good.items[0].title, "Café ☕");
+        // A lone continuation byte, in a value nobody reads and in a title.
+        assert!(parse(&page(b"\x80", b"t")).is_err());
+        assert!(parse(&page(b"x", b"\xff")).is_err());
     }
 
     mod properties {
