@@ -290,8 +290,11 @@ async fn read_capped(
     if declared > MAX_RESPONSE_BYTES as u64 {
         return Err(NotionError::TooLarge);
     }
+    // `declared` is at most MAX_RESPONSE_BYTES, checked above.
+    let declared = usize::try_from(declared).unwrap_or(0);
     let mut first: Option<Bytes> = None;
     let mut joined: Vec<u8> = Vec::new();
+    let mut received = 0;
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let chunk = match tokio::time::timeout(remaining, response.chunk()).await {
@@ -301,21 +304,20 @@ async fn read_capped(
             Ok(Ok(chunk)) => chunk,
         };
         let Some(chunk) = chunk else { break };
-        let length = first.as_ref().map_or(joined.len(), Bytes::len) + chunk.len();
-        if length > MAX_RESPONSE_BYTES {
+        received += chunk.len();
+        if received > MAX_RESPONSE_BYTES {
             return Err(NotionError::TooLarge);
         }
-        match first.take() {
-            None if joined.is_empty() => first = Some(chunk),
-            held => {
-                if let Some(held) = held {
-                    // `declared` is at most MAX_RESPONSE_BYTES, checked above.
-                    joined.reserve(usize::try_from(declared).unwrap_or(0).max(length));
-                    joined.extend_from_slice(&held);
-                }
-                joined.extend_from_slice(&chunk);
-            }
+        if received == chunk.len() {
+            // Nothing came before it: kept as it is, in case it is the only piece.
+            first = Some(chunk);
+            continue;
         }
+        if let Some(first) = first.take() {
+            joined.reserve(declared.max(received));
+            joined.extend_from_slice(&first);
+        }
+        joined.extend_from_slice(&chunk);
     }
     Ok(first.unwrap_or_else(|| joined.into()))
 }
