@@ -25,6 +25,11 @@ pub(crate) const MIN_JWT_SECRET_LEN: usize = 32;
 const OLDEST_NOTION_VERSION: &str = "2025-09-03";
 const DEFAULT_NOTION_VERSION: &str = "2026-03-11";
 const DEFAULT_NOTION_API_BASE: &str = "https://api.notion.com/v1";
+/// Search calls to Notion in flight at once, by default. Each holds a connection with its read
+/// buffers and an answer of up to 4 MiB, so the cap is what keeps memory bounded when searches
+/// pile up (a burst of users, or Notion slowing down). At Notion's usual 150 to 300 ms per
+/// search it still carries fifty to a hundred searches a second.
+const DEFAULT_NOTION_CONCURRENCY: usize = 16;
 const JWT_SECRET_FILE: &str = "jwt_secret";
 const KEY_RING_FILE: &str = "token_encryption_keys";
 
@@ -103,6 +108,8 @@ pub struct NotionSettings {
     pub timeout: Duration,
     /// Requests per second to Notion per connection.
     pub rate_limit: u32,
+    /// Most calls to Notion's API in flight at once, across all connections.
+    pub concurrency: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -341,6 +348,11 @@ impl Settings {
             }
         };
 
+        let notion_concurrency = match get("NOTION_CONCURRENCY") {
+            None => DEFAULT_NOTION_CONCURRENCY,
+            Some(raw) => parse_in_range("NOTION_CONCURRENCY", &raw, 1..=4096, "calls")?,
+        };
+
         let allow_registration = match get("ALLOW_REGISTRATION") {
             None => !production,
             Some(raw) => parse_bool("ALLOW_REGISTRATION", &raw)?,
@@ -453,6 +465,7 @@ impl Settings {
                 version,
                 timeout: notion_timeout,
                 rate_limit: notion_rate_limit,
+                concurrency: notion_concurrency,
             },
             allow_registration,
             cors_allowed_origins,
@@ -930,6 +943,8 @@ mod tests {
             ("AUTH_RATE_LIMIT", "0"),
             ("TRUSTED_PROXIES", "10.0.0.0/40"),
             ("PASSWORD_HASH_CONCURRENCY", "many"),
+            ("NOTION_CONCURRENCY", "0"),
+            ("NOTION_CONCURRENCY", "5000"),
             ("METRICS_BIND_ADDR", "localhost"),
             ("METRICS_BIND_ADDR", "127.0.0.1:8000"),
             ("PASSWORD_HASH_WAIT", "2m"),
@@ -965,9 +980,11 @@ mod tests {
             ("AUTH_RATE_LIMIT", "5"),
             ("TRUSTED_PROXIES", "10.0.0.0/8"),
             ("PASSWORD_HASH_WAIT", "0s"),
+            ("NOTION_CONCURRENCY", "64"),
         ])
         .unwrap();
         assert_eq!(s.auth_rate_limit, 5);
+        assert_eq!(s.notion.concurrency, 64);
         assert!(s.trusted_proxies.contains("10.9.8.7".parse().unwrap()));
         assert_eq!(s.password_hash_wait, Duration::ZERO);
         assert_eq!(s.access_token_ttl, Duration::from_secs(90));

@@ -39,6 +39,7 @@ pub struct Metrics {
     notion_requests: IntCounterVec,
     notion_duration: HistogramVec,
     rate_limit_wait: Histogram,
+    slot_wait: Histogram,
     oauth_callbacks: IntCounterVec,
     token_refreshes: IntCounterVec,
     logins: IntCounterVec,
@@ -114,6 +115,11 @@ impl Metrics {
                 "Time a Notion call waited for its connection's rate limit.",
             ))
             .expect("a valid metric"),
+            slot_wait: Histogram::with_opts(histogram(
+                "notion_slot_wait_seconds",
+                "Time a Notion search call waited for a free slot (NOTION_CONCURRENCY).",
+            ))
+            .expect("a valid metric"),
             oauth_callbacks: IntCounterVec::new(
                 opts(
                     "oauth_callbacks_total",
@@ -145,6 +151,7 @@ impl Metrics {
             Box::new(metrics.notion_requests.clone()),
             Box::new(metrics.notion_duration.clone()),
             Box::new(metrics.rate_limit_wait.clone()),
+            Box::new(metrics.slot_wait.clone()),
             Box::new(metrics.oauth_callbacks.clone()),
             Box::new(metrics.token_refreshes.clone()),
             Box::new(metrics.logins.clone()),
@@ -206,6 +213,10 @@ impl Metrics {
 
     pub(crate) fn rate_limit_waited(&self, waited: Duration) {
         self.rate_limit_wait.observe(waited.as_secs_f64());
+    }
+
+    pub(crate) fn slot_waited(&self, waited: Duration) {
+        self.slot_wait.observe(waited.as_secs_f64());
     }
 
     pub(crate) fn oauth_callback(&self, outcome: &str) {

@@ -63,6 +63,7 @@ impl AppState {
             endpoints.clone(),
             settings.notion.timeout,
             settings.notion.rate_limit,
+            settings.notion.concurrency,
             metrics.clone(),
         );
         let notion = Arc::new(NotionOAuth::new(endpoints, http, metrics.clone()));

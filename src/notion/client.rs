@@ -14,6 +14,7 @@ use std::{
 use bytes::Bytes;
 use poem::http::StatusCode;
 use serde::Deserialize;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use uuid::Uuid;
 
 use super::{NotionEndpoints, search::SearchRequest};
@@ -69,6 +70,8 @@ pub(crate) struct NotionClient {
     endpoints: NotionEndpoints,
     deadline: Duration,
     limiter: RateLimiter<Uuid>,
+    /// One permit per call in flight; waiters are served in the order they came.
+    slots: Semaphore,
     metrics: Arc<Metrics>,
 }
 
@@ -78,6 +81,7 @@ impl NotionClient {
         endpoints: NotionEndpoints,
         deadline: Duration,
         requests_per_second: u32,
+        concurrency: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -85,6 +89,7 @@ impl NotionClient {
             endpoints,
             deadline,
             limiter: RateLimiter::per_second(requests_per_second),
+            slots: Semaphore::new(concurrency.max(1)),
             metrics,
         }
     }
@@ -113,6 +118,8 @@ impl NotionClient {
         loop {
             attempt += 1;
             self.wait_for_rate_limit(connection, deadline).await?;
+            // Held until the whole answer is read: its connection and buffers are in use.
+            let _slot = self.wait_for_slot(deadline).await?;
             let started = Instant::now();
             let answer = self.post_once(url.clone(), token, body, deadline).await;
             self.metrics
@@ -197,6 +204,19 @@ impl NotionClient {
         }
         tokio::time::sleep(wait).await;
         Ok(())
+    }
+
+    /// Waits for one of the slots that bound the calls in flight, or gives up at the deadline.
+    async fn wait_for_slot(&self, deadline: Instant) -> Result<SemaphorePermit<'_>, NotionError> {
+        let started = Instant::now();
+        let remaining = deadline.saturating_duration_since(started);
+        let slot = tokio::time::timeout(remaining, self.slots.acquire()).await;
+        self.metrics.slot_waited(started.elapsed());
+        match slot {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed, so only the deadline ends the wait.
+            Ok(Err(_)) | Err(_) => Err(NotionError::Timeout),
+        }
     }
 
     /// Waits for the connection's share of Notion's rate limit, or refuses when the wait would

@@ -167,6 +167,10 @@ async fn metrics_show_requests_notion_calls_oauth_refreshes_and_logins(backend: 
         Some(3.0)
     );
     assert_eq!(
+        sample(&text, "notion_connect_notion_slot_wait_seconds_count", &[]),
+        Some(3.0)
+    );
+    assert_eq!(
         sample(
             &text,
             "notion_connect_oauth_callbacks_total",

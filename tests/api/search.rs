@@ -62,6 +62,7 @@ on_both_databases!(
     refreshed_tokens_are_stored_only_while_the_lease_is_held,
     a_connection_deleted_through_another_instance_is_never_used,
     a_cursor_notion_does_not_recognise_is_an_invalid_parameter,
+    calls_beyond_the_concurrency_cap_wait_within_their_deadline,
 );
 
 async fn a_cursor_notion_does_not_recognise_is_an_invalid_parameter(backend: Backend) {
@@ -332,6 +333,55 @@ async fn rate_limits_and_server_errors_are_retried_within_bounds(backend: Backen
 
     // Still healthy: a normal search works.
     assert_eq!(search(&app, &user, &id, "").await.status(), 200);
+}
+
+async fn calls_beyond_the_concurrency_cap_wait_within_their_deadline(backend: Backend) {
+    let notion = MockNotion::start(grant()).await;
+    notion.reply_with(grant());
+    let app = spawn_app_with(backend, |vars| {
+        notion.configure(vars);
+        vars.insert("NOTION_TIMEOUT".into(), "4s".into());
+        vars.insert("NOTION_RATE_LIMIT".into(), "1000".into());
+        vars.insert("NOTION_CONCURRENCY".into(), "1".into());
+    })
+    .await;
+    let user = app.signed_in("queued").await;
+    let id = app.connect_with_code(&user.access).await;
+    notion.script_search([SearchReply::Hang, SearchReply::Hang]);
+
+    let first = search(&app, &user, &id, "");
+    let second = async {
+        while notion.search_calls() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Half-way through the first call's deadline, a second search queues behind it.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let started = Instant::now();
+        let calls_while_queued = async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            notion.search_calls()
+        };
+        let (response, calls) = tokio::join!(search(&app, &user, &id, ""), calls_while_queued);
+        (response, started.elapsed(), calls)
+    };
+    let (first, (second, took, calls_while_queued)) = tokio::join!(first, second);
+
+    assert_eq!(
+        calls_while_queued, 1,
+        "the second search waits for the only slot instead of calling Notion"
+    );
+    assert_problem(first, 504, "notion_timeout").await;
+    assert_problem(second, 504, "notion_timeout").await;
+    assert_eq!(notion.search_calls(), 2, "it called once the slot was free");
+    assert!(
+        took < Duration::from_millis(5500),
+        "the wait for a slot counts against the search's one deadline: {took:?}"
+    );
+    assert_eq!(
+        search(&app, &user, &id, "").await.status(),
+        200,
+        "the slots are free again"
+    );
 }
 
 async fn unusable_answers_and_silence_become_502_and_504(backend: Backend) {
