@@ -477,6 +477,27 @@ mod tests {
         assert!(parse(&page(b"x", b"\xff")).is_err());
     }
 
+    #[test]
+    fn deep_nesting_is_refused_or_skipped_without_exhausting_the_stack() {
+        for depth in [200, 100_000] {
+            let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            // Where values are read, nesting this deep is refused.
+            let in_a_title = format!(
+                r#"{{"results":[{{"object":"data_source","id":"d","title":{nested}}}],"has_more":false}}"#
+            );
+            assert!(parse(nested.as_bytes()).is_err(), "{depth} levels");
+            assert!(parse(in_a_title.as_bytes()).is_err(), "{depth} levels");
+            // Where they are skipped, they are skipped without recursing.
+            let in_an_ignored_field = format!(
+                r#"{{"results":[{{"object":"page","id":"p","junk":{nested}}}],"has_more":false}}"#
+            );
+            assert_eq!(
+                parse(in_an_ignored_field.as_bytes()).unwrap().items.len(),
+                1
+            );
+        }
+    }
+
     mod properties {
         use proptest::prelude::*;
         use serde_json::{Value, json};
