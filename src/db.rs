@@ -37,14 +37,19 @@ pub async fn connect(url: &Secret<String>) -> Result<DatabaseConnection, DbErr> 
         })?;
     }
 
-    let pool_size = if sqlite_url(url) {
-        SQLITE_POOL_SIZE
-    } else {
-        POSTGRES_POOL_SIZE
-    };
+    Database::connect(connect_options(url)).await
+}
+
+/// The pool's settings for `url`.
+fn connect_options(url: &str) -> ConnectOptions {
+    let sqlite = sqlite_url(url);
     let mut options = ConnectOptions::new(url.to_owned());
     options
-        .max_connections(pool_size)
+        .max_connections(if sqlite {
+            SQLITE_POOL_SIZE
+        } else {
+            POSTGRES_POOL_SIZE
+        })
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
         // Statements are logged at debug level by our own spans; sqlx's info-level statement log
@@ -56,7 +61,14 @@ pub async fn connect(url: &Secret<String>) -> Result<DatabaseConnection, DbErr> 
                 .foreign_keys(true)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
         });
-    Database::connect(options).await
+    if sqlite {
+        // A pooled PostgreSQL connection is pinged before use, which finds one the server or
+        // the network dropped. A SQLite connection is a thread in this process: the ping would
+        // only be a second round trip to that thread before every query, and a broken one fails
+        // its query just the same.
+        options.test_before_acquire(false);
+    }
+    options
 }
 
 /// Applies every pending migration.
@@ -140,5 +152,15 @@ mod tests {
         );
         assert_eq!(sqlite_file("sqlite::memory:"), None);
         assert_eq!(sqlite_file("postgres://db/app"), None);
+    }
+
+    #[test]
+    fn only_postgres_connections_are_pinged_before_use() {
+        let sqlite = connect_options("sqlite://data/app.db?mode=rwc");
+        assert!(!sqlite.get_test_before_acquire());
+        assert_eq!(sqlite.get_max_connections(), Some(SQLITE_POOL_SIZE));
+        let postgres = connect_options("postgres://db/app");
+        assert!(postgres.get_test_before_acquire());
+        assert_eq!(postgres.get_max_connections(), Some(POSTGRES_POOL_SIZE));
     }
 }
