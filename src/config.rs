@@ -350,7 +350,7 @@ impl Settings {
 
         let notion_concurrency = match get("NOTION_CONCURRENCY") {
             None => DEFAULT_NOTION_CONCURRENCY,
-            Some(raw) => parse_in_range("NOTION_CONCURRENCY", &raw, 1..=4096, "calls")?,
+            Some(raw) => parse_in_range("NOTION_CONCURRENCY", &raw, 1..=4096, "a number of calls")?,
         };
 
         let allow_registration = match get("ALLOW_REGISTRATION") {
