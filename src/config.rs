@@ -108,7 +108,7 @@ pub struct NotionSettings {
     pub timeout: Duration,
     /// Requests per second to Notion per connection.
     pub rate_limit: u32,
-    /// Most calls to Notion's API in flight at once, across all connections.
+    /// Most search calls to Notion in flight at once, across all connections.
     pub concurrency: usize,
 }
 

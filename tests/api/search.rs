@@ -230,11 +230,22 @@ async fn connected_to_mock(
     notion: &MockNotion,
     reply: TokenReply,
 ) -> (TestApp, Tokens, String) {
+    connected_to_mock_with(backend, notion, reply, |_| {}).await
+}
+
+/// [`connected_to_mock`], with `configure` changing the app's settings last.
+async fn connected_to_mock_with(
+    backend: Backend,
+    notion: &MockNotion,
+    reply: TokenReply,
+    configure: impl FnOnce(&mut std::collections::HashMap<String, String>),
+) -> (TestApp, Tokens, String) {
     notion.reply_with(reply);
     let app = spawn_app_with(backend, |vars| {
         notion.configure(vars);
         vars.insert("NOTION_TIMEOUT".into(), "3s".into());
         vars.insert("NOTION_RATE_LIMIT".into(), "1000".into());
+        configure(vars);
     })
     .await;
     let user = app.signed_in("mocked").await;
@@ -337,16 +348,11 @@ async fn rate_limits_and_server_errors_are_retried_within_bounds(backend: Backen
 
 async fn calls_beyond_the_concurrency_cap_wait_within_their_deadline(backend: Backend) {
     let notion = MockNotion::start(grant()).await;
-    notion.reply_with(grant());
-    let app = spawn_app_with(backend, |vars| {
-        notion.configure(vars);
+    let (app, user, id) = connected_to_mock_with(backend, &notion, grant(), |vars| {
         vars.insert("NOTION_TIMEOUT".into(), "4s".into());
-        vars.insert("NOTION_RATE_LIMIT".into(), "1000".into());
         vars.insert("NOTION_CONCURRENCY".into(), "1".into());
     })
     .await;
-    let user = app.signed_in("queued").await;
-    let id = app.connect_with_code(&user.access).await;
     notion.script_search([SearchReply::Hang, SearchReply::Hang]);
 
     let first = search(&app, &user, &id, "");
