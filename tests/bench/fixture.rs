@@ -1,4 +1,4 @@
-//! A realistic Notion search page: 100 results, about 100 KB, with what real workspaces contain
+//! A realistic Notion search page: 100 results, about 135 KiB, with what real workspaces contain
 //! (titles under different property names, data sources, emoji, external and signed-file icons,
 //! many properties per page), and token responses for connecting workspaces.
 
@@ -60,9 +60,39 @@ fn icon(i: usize) -> Value {
     }
 }
 
+/// A page in a database ("Name" or "Task" as its title property, with the database's other
+/// properties), or, for every other one, a page of its own under another page, whose only
+/// property is its title, always named "title".
 fn page(i: usize) -> Value {
-    let title_property = ["title", "Name", "Task"][i % 3];
     let id = format!("5a4d1b0e-{:04x}-4000-8000-{:012x}", i, i * 104_729);
+    let title = json!({ "id": "title", "type": "title", "title": rich_text(&title(i)) });
+    let (parent, properties) = if i % 2 == 0 {
+        (
+            json!({ "type": "page_id", "page_id": "5a4d1b0e-0000-4000-8000-0000000000ab" }),
+            json!({ "title": title }),
+        )
+    } else {
+        let title_property = ["Name", "Task"][i / 2 % 2];
+        (
+            json!({ "type": "database_id", "database_id": "5a4d1b0e-0000-4000-8000-0000000000aa" }),
+            json!({
+                "Status": { "id": "st", "type": "status",
+                            "status": { "id": "s1", "name": "In progress", "color": "blue" } },
+                "Owner": { "id": "ow", "type": "people", "people": [
+                    { "object": "user", "id": "5a4d1b0e-0000-4000-8000-000000000003" } ] },
+                "Due": { "id": "du", "type": "date",
+                         "date": { "start": "2026-12-01", "end": null, "time_zone": null } },
+                "Tags": { "id": "tg", "type": "multi_select", "multi_select": [
+                    { "id": "t1", "name": "Engineering", "color": "purple" },
+                    { "id": "t2", "name": "Q4", "color": "green" } ] },
+                "Estimate": { "id": "es", "type": "number", "number": i },
+                "Done": { "id": "dn", "type": "checkbox", "checkbox": i.is_multiple_of(2) },
+                "Summary": { "id": "sm", "type": "rich_text",
+                             "rich_text": rich_text("A short summary of what this page is about.") },
+                title_property: title,
+            }),
+        )
+    };
     json!({
         "object": "page",
         "id": id,
@@ -72,26 +102,11 @@ fn page(i: usize) -> Value {
         "last_edited_by": { "object": "user", "id": "5a4d1b0e-0000-4000-8000-000000000002" },
         "cover": null,
         "icon": icon(i),
-        "parent": { "type": "database_id", "database_id": "5a4d1b0e-0000-4000-8000-0000000000aa" },
+        "parent": parent,
         "in_trash": i.is_multiple_of(19),
         "url": format!("https://www.notion.so/{}", id.replace('-', "")),
         "public_url": null,
-        "properties": {
-            "Status": { "id": "st", "type": "status",
-                        "status": { "id": "s1", "name": "In progress", "color": "blue" } },
-            "Owner": { "id": "ow", "type": "people", "people": [
-                { "object": "user", "id": "5a4d1b0e-0000-4000-8000-000000000003" } ] },
-            "Due": { "id": "du", "type": "date",
-                     "date": { "start": "2026-12-01", "end": null, "time_zone": null } },
-            "Tags": { "id": "tg", "type": "multi_select", "multi_select": [
-                { "id": "t1", "name": "Engineering", "color": "purple" },
-                { "id": "t2", "name": "Q4", "color": "green" } ] },
-            "Estimate": { "id": "es", "type": "number", "number": i },
-            "Done": { "id": "dn", "type": "checkbox", "checkbox": i.is_multiple_of(2) },
-            "Summary": { "id": "sm", "type": "rich_text",
-                         "rich_text": rich_text("A short summary of what this page is about.") },
-            title_property: { "id": "title", "type": "title", "title": rich_text(&title(i)) },
-        }
+        "properties": properties,
     })
 }
 

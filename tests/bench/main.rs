@@ -2,11 +2,14 @@
 //! `apt install wrk`).
 //!
 //! On loopback it starts a Notion stand-in that answers every search with a realistic 100-result
-//! page (about 100 KB), the release service against it with 16 connected workspaces, and a
+//! page (about 135 KiB), the release service against it with 16 connected workspaces, and a
 //! baseline proxy that does only what search must do (fetch the page, parse the fields shown,
 //! write the answer) with no authentication, database or middleware. It drives both with wrk at
 //! 1, 16 and 64 clients, measures `GET /api/v1/me` and login the same way, and `GET /me` while
 //! 200 clients flood login, then prints a table and writes it to `BENCHMARKS.md`.
+//!
+//! Search is measured in rounds, baseline then service, `BENCH_ROUNDS` times (default 3) at each
+//! client count, and reported as medians: on a shared machine a run can land in a busy moment.
 //!
 //! `BENCH_SECONDS` sets the length of each run (default 10); `BENCH_ONLY=search` runs only the
 //! search comparison and prints it without writing the report, at the client counts
@@ -266,7 +269,47 @@ struct Row {
     clients: u32,
     target: &'static str,
     measured: wrk::Measured,
+    /// The CPU time (user and system, all threads) the measured process spent per request.
+    cpu_per_request: Option<Duration>,
     ratio: Option<f64>,
+}
+
+/// The lowest and highest service/baseline ratio of the rounds at one client count.
+struct Spread {
+    clients: u32,
+    lowest: f64,
+    highest: f64,
+}
+
+/// CPU time process `pid` has used so far: user and system, all its threads.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // USER_HZ, the unit of these fields, is 100 per second on Linux.
+    Duration::from_millis(cpu_ticks(&stat).unwrap_or(0) * 10)
+}
+
+/// utime + stime, fields 14 and 15 of a `/proc/PID/stat` line. The command name (field 2)
+/// may hold spaces and parentheses, so fields are counted from its last ')'.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
+}
+
+/// Runs wrk, and measures the CPU time `pid` spent meanwhile.
+fn measure(run: wrk::Run<'_>, pid: u32) -> (wrk::Measured, Duration) {
+    let before = cpu_time(pid);
+    let measured = run.run();
+    (measured, cpu_time(pid).saturating_sub(before))
+}
+
+fn per_request(cpu: Duration, requests: u64) -> Option<Duration> {
+    u32::try_from(requests)
+        .ok()
+        .filter(|&n| n > 0)
+        .map(|n| cpu / n)
 }
 
 fn ms(duration: Duration) -> String {
@@ -396,26 +439,56 @@ async fn orchestrate() -> ExitCode {
     let mut rows = Vec::new();
     reset_peak(pid);
     reset_peak(baseline_process.0.id());
+    let rounds: u32 = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let baseline_pid = baseline_process.0.id();
+    let baseline_url = format!("http://127.0.0.1:{baseline_port}");
+    let mut spreads = Vec::new();
     for clients in search_clients(only_search) {
-        let baseline = wrk::Run {
-            url: &format!("http://127.0.0.1:{baseline_port}"),
-            connections: clients,
-            seconds,
-            script: &baseline_search,
+        let (mut baseline_runs, mut service_runs, mut ratios) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let (mut baseline_cpu, mut service_cpu) = (Duration::ZERO, Duration::ZERO);
+        // Baseline and service take turns, so that both see the machine in the same moods.
+        for _ in 0..rounds {
+            let (baseline, cpu) = measure(
+                wrk::Run {
+                    url: &baseline_url,
+                    connections: clients,
+                    seconds,
+                    script: &baseline_search,
+                },
+                baseline_pid,
+            );
+            baseline_cpu += cpu;
+            let (measured, cpu) = measure(
+                wrk::Run {
+                    url: &service_url,
+                    connections: clients,
+                    seconds,
+                    script: &service_search,
+                },
+                pid,
+            );
+            service_cpu += cpu;
+            ratios.push(measured.requests_per_second / baseline.requests_per_second.max(1e-9));
+            baseline_runs.push(baseline);
+            service_runs.push(measured);
         }
-        .run();
-        let measured = wrk::Run {
-            url: &service_url,
-            connections: clients,
-            seconds,
-            script: &service_search,
-        }
-        .run();
-        let ratio = measured.requests_per_second / baseline.requests_per_second.max(1e-9);
+        let baseline = wrk::Measured::median(&baseline_runs);
+        let measured = wrk::Measured::median(&service_runs);
+        spreads.push(Spread {
+            clients,
+            lowest: ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            highest: ratios.iter().copied().fold(0.0, f64::max),
+        });
         rows.push(Row {
             scenario: "search, baseline proxy",
             clients,
             target: "",
+            cpu_per_request: per_request(baseline_cpu, baseline.requests),
             measured: baseline,
             ratio: None,
         });
@@ -428,50 +501,57 @@ async fn orchestrate() -> ExitCode {
             scenario: "search, notion-connect",
             clients,
             target,
+            cpu_per_request: per_request(service_cpu, measured.requests),
             measured,
-            ratio: Some(ratio),
+            ratio: Some(wrk::median(ratios)),
         });
     }
     let mut memory_use = MemoryUse {
         search_peak: memory(pid).1,
         search_file: status_mib(pid, "RssFile"),
-        baseline_peak: memory(baseline_process.0.id()).1,
+        baseline_peak: memory(baseline_pid).1,
         ..MemoryUse::default()
     };
     if only_search {
-        print!("{}", report(&rows, &memory_use, seconds));
+        print!("{}", report(&rows, &memory_use, &spreads, seconds, rounds));
         return ExitCode::SUCCESS;
     }
     register_login_accounts(&service_url).await;
 
     for clients in [1, 16, 64] {
-        let measured = wrk::Run {
-            url: &service_url,
-            connections: clients,
-            seconds,
-            script: &me,
-        }
-        .run();
+        let (measured, cpu) = measure(
+            wrk::Run {
+                url: &service_url,
+                connections: clients,
+                seconds,
+                script: &me,
+            },
+            pid,
+        );
         rows.push(Row {
             scenario: "GET /me",
             clients,
             target: "",
+            cpu_per_request: per_request(cpu, measured.requests),
             measured,
             ratio: None,
         });
     }
     for clients in [1, 16, 64] {
-        let measured = wrk::Run {
-            url: &service_url,
-            connections: clients,
-            seconds,
-            script: &login,
-        }
-        .run();
+        let (measured, cpu) = measure(
+            wrk::Run {
+                url: &service_url,
+                connections: clients,
+                seconds,
+                script: &login,
+            },
+            pid,
+        );
         rows.push(Row {
             scenario: "login",
             clients,
             target: "",
+            cpu_per_request: per_request(cpu, measured.requests),
             measured,
             ratio: None,
         });
@@ -500,6 +580,8 @@ async fn orchestrate() -> ExitCode {
         scenario: "login flood",
         clients: 200,
         target: "",
+        // Both run at once: the CPU time cannot be split between them.
+        cpu_per_request: None,
         measured: flood,
         ratio: None,
     });
@@ -507,6 +589,8 @@ async fn orchestrate() -> ExitCode {
         scenario: "GET /me during the flood",
         clients: 4,
         target: "p99 ≤ 20 ms",
+        // Both run at once: the CPU time cannot be split between them.
+        cpu_per_request: None,
         measured: during,
         ratio: None,
     });
@@ -514,7 +598,7 @@ async fn orchestrate() -> ExitCode {
     tokio::time::sleep(Duration::from_secs(5)).await;
     memory_use.after_flood = memory(pid).0;
 
-    let report = report(&rows, &memory_use, seconds);
+    let report = report(&rows, &memory_use, &spreads, seconds, rounds);
     print!("{report}");
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
     std::fs::write(&path, report).expect("write BENCHMARKS.md");
@@ -640,7 +724,13 @@ struct MemoryUse {
     after_flood: f64,
 }
 
-fn report(rows: &[Row], memory: &MemoryUse, seconds: u32) -> String {
+fn report(
+    rows: &[Row],
+    memory: &MemoryUse,
+    spreads: &[Spread],
+    seconds: u32,
+    rounds: u32,
+) -> String {
     let date = Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
         .output()
@@ -658,9 +748,14 @@ fn report(rows: &[Row], memory: &MemoryUse, seconds: u32) -> String {
         out,
         "The latest report of `cargo run --release --example bench` (see `tests/bench/main.rs`).\n\
          Everything runs on one machine over loopback: a Notion stand-in answering every search with\n\
-         a 100-result, ~100 KB page; the release service with {CONNECTIONS} connected workspaces\n\
-         (SQLite, `NOTION_RATE_LIMIT=1000`); a baseline proxy that only fetches, parses and\n\
-         re-serialises the same page; and wrk. Each run lasts {seconds} s.\n"
+         a 100-result page of about {page_kib} KiB; the release service with {CONNECTIONS} connected\n\
+         workspaces (SQLite, `NOTION_RATE_LIMIT=1000`); a baseline proxy that only fetches, parses\n\
+         and re-serialises the same page; and wrk. Each run lasts {seconds} s. At each client count\n\
+         the search runs alternate, baseline then service, {rounds} times; their rows give the median\n\
+         of the {rounds} runs, and service/baseline is the median of the {rounds} rounds' ratios.\n\
+         CPU/request is the CPU time (user and system) of the measured process alone, the service or\n\
+         the baseline, divided by the requests it answered.\n",
+        page_kib = fixture::search_page().len().div_ceil(1024)
     );
     let _ = writeln!(
         out,
@@ -669,24 +764,38 @@ fn report(rows: &[Row], memory: &MemoryUse, seconds: u32) -> String {
     );
     let _ = writeln!(
         out,
-        "| scenario | clients | requests/s | p50 (ms) | p99 (ms) | errors | service/baseline | target |"
+        "| scenario | clients | requests/s | p50 (ms) | p99 (ms) | errors | CPU/request (ms) | \
+         service/baseline | target |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for row in rows {
         let m = &row.measured;
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
             row.scenario,
             row.clients,
             m.requests_per_second,
             ms(m.p50),
             ms(m.p99),
             m.errors,
+            row.cpu_per_request.map_or(String::new(), |cpu| format!(
+                "{:.3}",
+                cpu.as_secs_f64() * 1000.0
+            )),
             row.ratio.map_or(String::new(), |r| format!("{r:.2}")),
             row.target
         );
     }
+    let spread: Vec<String> = spreads
+        .iter()
+        .map(|s| format!("{} client(s) {:.2}–{:.2}", s.clients, s.lowest, s.highest))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\nService/baseline ratios of single rounds, lowest to highest: {}.",
+        spread.join("; ")
+    );
     let _ = writeln!(
         out,
         "\nPeak resident memory of the service: {:.1} MiB during the search runs (target ≤ 48 MiB;\n\
@@ -703,4 +812,41 @@ fn report(rows: &[Row], memory: &MemoryUse, seconds: u32) -> String {
         memory.search_file
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_is_read_past_an_awkward_command_name() {
+        let stat = "4242 (a (b) c) S 1 4242 4242 0 -1 4194560 500 0 0 0 1234 56 0 0 20 0 7 0";
+        assert_eq!(cpu_ticks(stat), Some(1234 + 56));
+        assert_eq!(cpu_ticks("4242 (cut short) S 1 2"), None);
+    }
+
+    #[test]
+    fn the_page_is_what_the_report_says() {
+        let body = fixture::search_page();
+        let kib = body.len() / 1024;
+        assert!((120..=150).contains(&kib), "{kib} KiB");
+        let page = parse(body.as_bytes()).expect("the page parses");
+        assert_eq!(page.items.len(), 100);
+        let raw: Value = serde_json::from_str(&body).unwrap();
+        let title_properties: std::collections::BTreeSet<&str> = raw["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|result| result["properties"].as_object())
+            .flat_map(|properties| properties.iter())
+            .filter(|(_, property)| property["type"] == "title")
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert!(
+            ["title", "Name", "Task"]
+                .iter()
+                .all(|n| title_properties.contains(n))
+        );
+        assert!(page.items.iter().all(|item| item.title != "Untitled"));
+    }
 }

@@ -17,6 +17,32 @@ pub struct Measured {
     pub requests: u64,
 }
 
+impl Measured {
+    /// Several runs of one scenario as one: the median of each rate and latency, and the totals
+    /// of requests and errors. A single slow or fast moment of a shared machine moves a median
+    /// far less than a mean.
+    pub fn median(runs: &[Measured]) -> Measured {
+        let of = |field: fn(&Measured) -> f64| median(runs.iter().map(field).collect());
+        Measured {
+            requests_per_second: of(|m| m.requests_per_second),
+            p50: Duration::from_secs_f64(of(|m| m.p50.as_secs_f64())),
+            p99: Duration::from_secs_f64(of(|m| m.p99.as_secs_f64())),
+            errors: runs.iter().map(|m| m.errors).sum(),
+            requests: runs.iter().map(|m| m.requests).sum(),
+        }
+    }
+}
+
+/// The middle value, or the mean of the two middle ones; 0 for none.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
 /// A wrk run: `connections` clients over `threads` threads for `seconds`, with a Lua `script`.
 pub struct Run<'a> {
     pub url: &'a str,
@@ -148,5 +174,30 @@ mod tests {
         assert_eq!(measured.requests, 20_000);
         assert_eq!(measured.errors, 7);
         assert!((measured.requests_per_second - 2000.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn runs_combine_into_medians_and_totals() {
+        let run = |rate: f64, p50_ms: u64, p99_ms: u64, errors: u64| Measured {
+            requests_per_second: rate,
+            p50: Duration::from_millis(p50_ms),
+            p99: Duration::from_millis(p99_ms),
+            errors,
+            requests: 100,
+        };
+        let odd = Measured::median(&[
+            run(900.0, 3, 40, 1),
+            run(1000.0, 1, 20, 0),
+            run(50.0, 2, 90, 2),
+        ]);
+        assert_eq!(odd.requests_per_second, 900.0);
+        assert_eq!(
+            (odd.p50, odd.p99),
+            (Duration::from_millis(2), Duration::from_millis(40))
+        );
+        assert_eq!((odd.errors, odd.requests), (3, 300));
+        let even = Measured::median(&[run(1000.0, 1, 10, 0), run(2000.0, 3, 30, 0)]);
+        assert_eq!(even.requests_per_second, 1500.0);
+        assert_eq!(even.p50, Duration::from_millis(2));
     }
 }
