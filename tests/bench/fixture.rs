@@ -66,7 +66,7 @@ fn icon(i: usize) -> Value {
 fn page(i: usize) -> Value {
     let id = format!("5a4d1b0e-{:04x}-4000-8000-{:012x}", i, i * 104_729);
     let title = json!({ "id": "title", "type": "title", "title": rich_text(&title(i)) });
-    let (parent, properties) = if i % 2 == 0 {
+    let (parent, properties) = if i.is_multiple_of(2) {
         (
             json!({ "type": "page_id", "page_id": "5a4d1b0e-0000-4000-8000-0000000000ab" }),
             json!({ "title": title }),

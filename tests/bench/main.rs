@@ -789,7 +789,10 @@ fn report(
     }
     let spread: Vec<String> = spreads
         .iter()
-        .map(|s| format!("{} client(s) {:.2}–{:.2}", s.clients, s.lowest, s.highest))
+        .map(|s| {
+            let noun = if s.clients == 1 { "client" } else { "clients" };
+            format!("{} {noun} {:.2}–{:.2}", s.clients, s.lowest, s.highest)
+        })
         .collect();
     let _ = writeln!(
         out,
