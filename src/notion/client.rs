@@ -312,34 +312,38 @@ async fn read_capped(
     }
     // `declared` is at most MAX_RESPONSE_BYTES, checked above.
     let declared = usize::try_from(declared).unwrap_or(0);
-    let mut first: Option<Bytes> = None;
-    let mut joined: Vec<u8> = Vec::new();
-    let mut received = 0;
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let chunk = match tokio::time::timeout(remaining, response.chunk()).await {
-            Err(_) => return Err(NotionError::Timeout),
-            Ok(Err(e)) if e.is_timeout() => return Err(NotionError::Timeout),
-            Ok(Err(e)) => return Err(NotionError::Unreachable(e.without_url())),
-            Ok(Ok(chunk)) => chunk,
-        };
-        let Some(chunk) = chunk else { break };
-        received += chunk.len();
-        if received > MAX_RESPONSE_BYTES {
-            return Err(NotionError::TooLarge);
+    let pieces = async {
+        let mut first: Option<Bytes> = None;
+        let mut joined: Vec<u8> = Vec::new();
+        let mut received = 0;
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            if e.is_timeout() {
+                NotionError::Timeout
+            } else {
+                NotionError::Unreachable(e.without_url())
+            }
+        })? {
+            received += chunk.len();
+            if received > MAX_RESPONSE_BYTES {
+                return Err(NotionError::TooLarge);
+            }
+            if received == chunk.len() {
+                // Nothing came before it: kept as it is, in case it is the only piece.
+                first = Some(chunk);
+                continue;
+            }
+            if let Some(first) = first.take() {
+                joined.reserve(declared.max(received));
+                joined.extend_from_slice(&first);
+            }
+            joined.extend_from_slice(&chunk);
         }
-        if received == chunk.len() {
-            // Nothing came before it: kept as it is, in case it is the only piece.
-            first = Some(chunk);
-            continue;
-        }
-        if let Some(first) = first.take() {
-            joined.reserve(declared.max(received));
-            joined.extend_from_slice(&first);
-        }
-        joined.extend_from_slice(&chunk);
-    }
-    Ok(first.unwrap_or_else(|| joined.into()))
+        Ok(first.unwrap_or_else(|| joined.into()))
+    };
+    // One timer for the whole body, not one per piece.
+    tokio::time::timeout_at(deadline.into(), pieces)
+        .await
+        .unwrap_or(Err(NotionError::Timeout))
 }
 
 #[cfg(test)]
