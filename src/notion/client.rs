@@ -449,6 +449,19 @@ mod tests {
         ));
     }
 
+    #[tokio::test]
+    async fn a_body_that_keeps_dribbling_ends_at_the_deadline() {
+        // Each piece comes well within the deadline, but the whole body would take over a
+        // second: the deadline is for the whole read, not for each piece.
+        let pieces = vec![vec![b'x'; 10]; 60];
+        let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", 10 * 60);
+        let url = upstream(head, pieces).await;
+        assert!(matches!(
+            read_from(&url, Duration::from_millis(300)).await,
+            Err(NotionError::Timeout)
+        ));
+    }
+
     #[test]
     fn backoff_grows_with_jitter_and_stays_bounded() {
         for attempt in 1..=10 {
