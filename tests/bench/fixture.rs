@@ -86,7 +86,7 @@ fn page(i: usize) -> Value {
                     { "id": "t1", "name": "Engineering", "color": "purple" },
                     { "id": "t2", "name": "Q4", "color": "green" } ] },
                 "Estimate": { "id": "es", "type": "number", "number": i },
-                "Done": { "id": "dn", "type": "checkbox", "checkbox": i.is_multiple_of(2) },
+                "Done": { "id": "dn", "type": "checkbox", "checkbox": i.is_multiple_of(3) },
                 "Summary": { "id": "sm", "type": "rich_text",
                              "rich_text": rich_text("A short summary of what this page is about.") },
                 title_property: title,

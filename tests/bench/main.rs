@@ -840,6 +840,7 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
+            .filter(|result| result["object"] == "page")
             .filter_map(|result| result["properties"].as_object())
             .flat_map(|properties| properties.iter())
             .filter(|(_, property)| property["type"] == "title")
