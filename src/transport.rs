@@ -10,8 +10,15 @@
 //! their own deadlines in [`crate::http_policy`].
 //!
 //! The state is followed from the bytes alone: a request head ends at the first `\r\n\r\n`, and
-//! the next one can begin once the response is being written. An HTTP/2 connection (which
-//! starts with its fixed preface) is only held to the idle deadline.
+//! the next one can begin once the response is being written.
+//!
+//! The service speaks HTTP/1.1 only. Cleartext HTTP/2 (a connection that opens with HTTP/2's
+//! fixed preface) is refused at once with a `GOAWAY` frame whose error code,
+//! `HTTP_1_1_REQUIRED`, tells the client to come back over HTTP/1.1. One HTTP/2 connection
+//! multiplexes any number of requests, so it would escape both the per-connection deadlines and
+//! the meaning of `MAX_CONNECTIONS`; browsers only use HTTP/2 over TLS, which a reverse proxy in
+//! front of the service terminates (and the proxy can speak HTTP/2 to browsers while forwarding
+//! HTTP/1.1 here).
 
 use std::{
     io,
@@ -79,7 +86,17 @@ impl<A: Acceptor> Acceptor for LimitedAcceptor<A> {
 }
 
 const HEAD_END: &[u8] = b"\r\n\r\n";
+/// How every HTTP/2 connection begins (the rest of the preface, `\r\nSM\r\n\r\n`, is not
+/// needed to tell it apart: no HTTP/1 request line looks like this).
 const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+/// The answer to an HTTP/2 preface: the server's (empty) SETTINGS frame, which must come first,
+/// then GOAWAY with last stream 0 and the error code HTTP_1_1_REQUIRED (RFC 9113, 7).
+const HTTP2_REFUSAL: &[u8] = &[
+    0, 0, 0, 0x4, 0, 0, 0, 0, 0, // SETTINGS, no parameters
+    0, 0, 8, 0x7, 0, 0, 0, 0, 0, // GOAWAY on stream 0, 8 bytes:
+    0, 0, 0, 0, // no stream was processed,
+    0, 0, 0, 0xd, // HTTP_1_1_REQUIRED
+];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -89,8 +106,8 @@ enum Phase {
     Head { matched: usize },
     /// The head is complete: a body may follow, then the response.
     Request,
-    /// An HTTP/2 connection: only the idle deadline applies, from the last write.
-    Multiplexed,
+    /// The client opened with HTTP/2's preface: the connection is being refused.
+    Http2,
 }
 
 /// A connection with its slot and deadline.
@@ -99,7 +116,7 @@ pub struct Guarded<Io> {
     _slot: OwnedSemaphorePermit,
     limits: TransportLimits,
     phase: Phase,
-    /// Bytes seen at the start of the connection, to recognise HTTP/2.
+    /// The first bytes of the connection, to recognise HTTP/2.
     opening: Vec<u8>,
     deadline: Option<Pin<Box<Sleep>>>,
 }
@@ -126,12 +143,11 @@ impl<Io> Guarded<Io> {
 
     /// Follows the request heads through the bytes just read.
     fn observe_read(&mut self, bytes: &[u8]) {
-        if self.opening.len() < HTTP2_PREFACE.len() && self.phase != Phase::Multiplexed {
+        if self.opening.len() < HTTP2_PREFACE.len() {
             let take = (HTTP2_PREFACE.len() - self.opening.len()).min(bytes.len());
             self.opening.extend_from_slice(&bytes[..take]);
-            if self.opening.len() == HTTP2_PREFACE.len() && self.opening == HTTP2_PREFACE {
-                self.phase = Phase::Multiplexed;
-                self.set_deadline(None);
+            if self.opening == HTTP2_PREFACE {
+                self.phase = Phase::Http2;
                 return;
             }
         }
@@ -156,7 +172,7 @@ impl<Io> Guarded<Io> {
                         Phase::Head { matched }
                     }
                 }
-                Phase::Request | Phase::Multiplexed => return,
+                Phase::Request | Phase::Http2 => return,
             };
         }
     }
@@ -167,9 +183,8 @@ impl<Io> Guarded<Io> {
                 self.phase = Phase::Idle;
                 self.set_deadline(Some(self.limits.keep_alive_timeout));
             }
-            Phase::Multiplexed => self.set_deadline(Some(self.limits.keep_alive_timeout)),
             // Writing while a head arrives (an early error answer): the head deadline stands.
-            Phase::Head { .. } => {}
+            Phase::Head { .. } | Phase::Http2 => {}
         }
     }
 
@@ -186,7 +201,7 @@ impl<Io> Guarded<Io> {
     }
 }
 
-impl<Io: AsyncRead + Unpin> AsyncRead for Guarded<Io> {
+impl<Io: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<Io> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -202,6 +217,15 @@ impl<Io: AsyncRead + Unpin> AsyncRead for Guarded<Io> {
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
         this.observe_read(&buf.filled()[before..]);
+        if this.phase == Phase::Http2 {
+            // A fresh connection's send buffer is empty, so the refusal goes out in one write;
+            // if it does not, the client learns the same from the connection closing.
+            let _ = Pin::new(&mut this.io).poll_write(cx, HTTP2_REFUSAL);
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "cleartext HTTP/2 is not served; use HTTP/1.1",
+            )));
+        }
         // A deadline set just now must wake this task too.
         this.expired(cx);
         Poll::Ready(Ok(()))

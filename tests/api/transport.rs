@@ -20,6 +20,7 @@ on_both_databases!(
     a_body_that_stops_arriving_gets_408,
     a_request_past_its_deadline_gets_503,
     ipv4_clients_of_a_dual_stack_listener_are_told_apart,
+    cleartext_http2_is_refused_at_once_and_holds_no_slot,
 );
 
 async fn connect(app: &TestApp) -> TcpStream {
@@ -232,4 +233,48 @@ async fn ipv4_clients_of_a_dual_stack_listener_are_told_apart(backend: Backend) 
     }
     assert_eq!(login("203.0.113.1").await.unwrap().status(), 429);
     assert_eq!(login("203.0.113.2").await.unwrap().status(), 401);
+}
+
+async fn cleartext_http2_is_refused_at_once_and_holds_no_slot(backend: Backend) {
+    // Deadlines far beyond the test: only the refusal can free the slots in time.
+    let app = spawn_app_with(backend, |vars| {
+        vars.insert("MAX_CONNECTIONS".into(), "4".into());
+        vars.insert("HEADER_READ_TIMEOUT".into(), "60s".into());
+        vars.insert("KEEP_ALIVE_TIMEOUT".into(), "60s".into());
+    })
+    .await;
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let mut socket = connect(&app).await;
+        // The whole client preface and an empty SETTINGS frame, then silence.
+        socket
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await
+            .unwrap();
+        clients.push(socket);
+    }
+    for socket in &mut clients {
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer))
+            .await
+            .expect("the server closes the connection at once")
+            .ok();
+        // SETTINGS, then GOAWAY (type 7) for no stream with HTTP_1_1_REQUIRED (0xd).
+        assert_eq!(
+            answer,
+            [0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xd],
+            "{answer:?}"
+        );
+    }
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let healthz = fresh.get(app.url("/healthz")).send();
+    let status = tokio::time::timeout(Duration::from_secs(5), healthz)
+        .await
+        .expect("a slot is free")
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
 }
