@@ -6,7 +6,10 @@
 //!
 //! Every application has its own [`Metrics`] (tests run several in one process).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use poem::{
     Endpoint, EndpointExt, IntoResponse, Response, Route, get, handler,
@@ -30,6 +33,11 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// The label of requests no route matched.
 const UNMATCHED: &str = "unmatched";
 
+/// How often the stored connections are counted for `notion_connections`. Counting is a GROUP BY
+/// over the whole table: scrapes in between show the last count, so however often (or however
+/// many at once) the listener is scraped, the database does this work at most this often.
+const CONNECTION_COUNT_INTERVAL: Duration = Duration::from_secs(15);
+
 pub struct Metrics {
     registry: Registry,
     /// The API's operations, for their route templates.
@@ -44,6 +52,8 @@ pub struct Metrics {
     token_refreshes: IntCounterVec,
     logins: IntCounterVec,
     connections: IntGaugeVec,
+    /// When `connections` was last counted; the lock makes concurrent scrapes count once.
+    connections_counted: tokio::sync::Mutex<Option<Instant>>,
 }
 
 /// A call to Notion, for [`Metrics::notion_call`].
@@ -143,6 +153,7 @@ impl Metrics {
                 &["key_id", "status"],
             )
             .expect("a valid metric"),
+            connections_counted: tokio::sync::Mutex::new(None),
             registry,
         };
         for collector in [
@@ -231,9 +242,23 @@ impl Metrics {
         self.logins.with_label_values(&[outcome.label()]).inc();
     }
 
-    /// Reads the stored connections' counts afresh, then writes every metric in Prometheus'
-    /// text format.
+    /// Writes every metric in Prometheus' text format, counting the stored connections first
+    /// when the last count is older than [`CONNECTION_COUNT_INTERVAL`].
     async fn render(&self, db: &DatabaseConnection) -> Result<String, String> {
+        self.count_connections(db, Instant::now()).await?;
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .map_err(|e| format!("encoding metrics: {e}"))
+    }
+
+    /// Counts the stored connections by key and status, unless they were counted less than
+    /// [`CONNECTION_COUNT_INTERVAL`] before `now`. A failed count is tried again at the next
+    /// scrape.
+    async fn count_connections(&self, db: &DatabaseConnection, now: Instant) -> Result<(), String> {
+        let mut counted = self.connections_counted.lock().await;
+        if counted.is_some_and(|at| now.saturating_duration_since(at) < CONNECTION_COUNT_INTERVAL) {
+            return Ok(());
+        }
         let counts: Vec<(String, String, i64)> = notion_connection::Entity::find()
             .select_only()
             .column(notion_connection::Column::KeyId)
@@ -252,9 +277,8 @@ impl Metrics {
                 .with_label_values(&[&key_id, &status])
                 .set(count);
         }
-        TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .map_err(|e| format!("encoding metrics: {e}"))
+        *counted = Some(now);
+        Ok(())
     }
 }
 
@@ -328,7 +352,70 @@ async fn scrape(metrics: Data<&Arc<Metrics>>, db: Data<&DatabaseConnection>) -> 
 
 #[cfg(test)]
 mod tests {
+    use sea_orm::TransactionTrait;
+
     use super::*;
+    use crate::store::connections::{SealedConnection, upsert};
+
+    fn active_connections(metrics: &Metrics) -> Option<f64> {
+        let text = TextEncoder::new()
+            .encode_to_string(&metrics.registry.gather())
+            .unwrap();
+        text.lines()
+            .find(|line| line.starts_with("notion_connect_notion_connections{"))
+            .and_then(|line| line.rsplit_once(' '))
+            .and_then(|(_, value)| value.parse().ok())
+    }
+
+    #[tokio::test]
+    async fn connections_are_counted_at_most_every_fifteen_seconds_and_gone_ones_disappear() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
+        let db = crate::db::connect(&crate::secret::Secret::new(url))
+            .await
+            .unwrap();
+        crate::db::migrate(&db).await.unwrap();
+        let name = crate::auth::Username::parse("counted").unwrap();
+        let user = crate::store::users::create(&db, &name, "hash".into(), false)
+            .await
+            .unwrap();
+        let txn = db.begin().await.unwrap();
+        let row = upsert(
+            &txn,
+            SealedConnection {
+                user_id: user.id,
+                bot_id: "bot".into(),
+                workspace_id: "ws".into(),
+                workspace_name: None,
+                workspace_icon: None,
+                owner: "{}".into(),
+                owner_email: None,
+                duplicated_template_id: None,
+                access_token: "sealed".into(),
+                refresh_token: None,
+                key_id: "k1".into(),
+            },
+        )
+        .await
+        .unwrap();
+        txn.commit().await.unwrap();
+
+        let metrics = Metrics::for_api();
+        let start = Instant::now();
+        metrics.count_connections(&db, start).await.unwrap();
+        assert_eq!(active_connections(&metrics), Some(1.0));
+
+        crate::store::connections::delete(&db, row.id).await.unwrap();
+        let soon = start + CONNECTION_COUNT_INTERVAL - Duration::from_millis(1);
+        metrics.count_connections(&db, soon).await.unwrap();
+        assert_eq!(active_connections(&metrics), Some(1.0), "the last count");
+
+        metrics
+            .count_connections(&db, start + CONNECTION_COUNT_INTERVAL)
+            .await
+            .unwrap();
+        assert_eq!(active_connections(&metrics), None, "no lingering count");
+    }
 
     #[test]
     fn requests_outside_the_api_are_labelled_by_fixed_routes_never_by_raw_path() {

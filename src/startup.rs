@@ -28,6 +28,10 @@ use crate::{
 
 /// How long in-flight requests may take to finish once shutdown has begun.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// Open connections to the metrics listener at once. A Prometheus server keeps one per target;
+/// the rest leave room for a second scraper or a person with curl, and no more, so stalled
+/// sockets there cost little.
+const METRICS_MAX_CONNECTIONS: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -49,7 +53,7 @@ pub enum StartupError {
 pub struct Application {
     acceptor: LimitedAcceptor<TcpAcceptor>,
     port: u16,
-    metrics: Option<(TcpAcceptor, u16)>,
+    metrics: Option<(LimitedAcceptor<TcpAcceptor>, u16)>,
     state: AppState,
 }
 
@@ -95,7 +99,12 @@ impl Application {
                     .first()
                     .and_then(|local| local.as_socket_addr().map(SocketAddr::port))
                     .unwrap_or(addr.port());
-                Some((acceptor, port))
+                // The same deadlines as the API's listener, with a small cap of its own.
+                let limits = TransportLimits {
+                    max_connections: METRICS_MAX_CONNECTIONS,
+                    ..limits
+                };
+                Some((LimitedAcceptor::new(acceptor, limits), port))
             }
         };
         for (variable, path) in &settings.generated_secrets {
@@ -158,7 +167,9 @@ impl Application {
         let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics_server = self.metrics.map(|(acceptor, port)| {
             tracing::info!(port, "metrics are served at /metrics");
-            let app = metrics::routes(self.state.metrics.clone(), self.state.db.clone());
+            let request_timeout = self.state.settings.http.request_timeout;
+            let app = metrics::routes(self.state.metrics.clone(), self.state.db.clone())
+                .around(move |next, req| http_policy::deadline(next, req, request_timeout));
             tokio::spawn(
                 Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
                     app,

@@ -1,5 +1,9 @@
 //! `GET /metrics` on its own listener: the series an operator relies on, after real traffic.
 
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use crate::{
     helpers::{Backend, TestApp, on_both_databases, spawn_app, spawn_app_with},
     mock_notion::{MockNotion, TokenReply},
@@ -8,6 +12,7 @@ use crate::{
 on_both_databases!(
     metrics_show_requests_notion_calls_oauth_refreshes_and_logins,
     metrics_are_not_served_unless_configured,
+    the_metrics_listener_caps_connections_and_closes_stalled_ones,
 );
 
 /// The value of the sample `name` whose labels include every pair of `labels`.
@@ -203,7 +208,8 @@ async fn metrics_show_requests_notion_calls_oauth_refreshes_and_logins(backend: 
         "{text}"
     );
 
-    // A deleted connection leaves the gauge rather than lingering at its last count.
+    // The count is at most fifteen seconds old: a scrape right after a change shows the last
+    // one instead of counting the whole table again (a unit test of `metrics` shows the rest).
     let deleted = app
         .delete_as(&format!("/api/v1/connections/{id}"), &user.access)
         .await;
@@ -215,7 +221,7 @@ async fn metrics_show_requests_notion_calls_oauth_refreshes_and_logins(backend: 
             "notion_connect_notion_connections",
             &[("status", "active")]
         ),
-        None
+        Some(1.0)
     );
 }
 
@@ -246,4 +252,57 @@ async fn metrics_are_not_served_unless_configured(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(elsewhere.status(), 404, "only /metrics is served there");
+}
+
+/// Whether the server closes `socket` (end of stream or reset) within `within`.
+async fn closed_by_server(socket: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buffer = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.read(&mut buffer)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+async fn the_metrics_listener_caps_connections_and_closes_stalled_ones(backend: Backend) {
+    let app = spawn_app_with(backend, |vars| {
+        vars.insert("METRICS_BIND_ADDR".into(), "127.0.0.1:0".into());
+        vars.insert("HEADER_READ_TIMEOUT".into(), "2s".into());
+        vars.insert("KEEP_ALIVE_TIMEOUT".into(), "2s".into());
+    })
+    .await;
+    let address = app.metrics_address.clone().unwrap();
+    let port: u16 = address.rsplit(':').next().unwrap().parse().unwrap();
+    let mut stalled = Vec::new();
+    for n in 0..20 {
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        if n % 2 == 0 {
+            socket.write_all(b"GET /metrics HTTP/1.1\r\nX: ").await.unwrap();
+        }
+        stalled.push(socket);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Every slot is taken: a scrape waits for one to free.
+    let scrape = tokio::spawn({
+        let url = format!("{address}/metrics");
+        async move { reqwest::get(url).await.map(|r| r.status().as_u16()) }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!scrape.is_finished(), "the stalled sockets hold every slot");
+
+    for socket in &mut stalled {
+        assert!(closed_by_server(socket, Duration::from_secs(15)).await);
+    }
+    let status = tokio::time::timeout(Duration::from_secs(15), scrape)
+        .await
+        .expect("served once slots free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
 }
