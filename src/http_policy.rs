@@ -176,7 +176,11 @@ async fn response_cookies<E: Endpoint>(next: E, mut req: Request) -> Result<Resp
 struct DeadlinePassed(Duration);
 
 /// Answers 503 (with `Retry-After`) for a request still running after `limit`, and stops it.
-pub(crate) async fn deadline<E: Endpoint>(next: E, req: Request, limit: Duration) -> Result<Response> {
+pub(crate) async fn deadline<E: Endpoint>(
+    next: E,
+    req: Request,
+    limit: Duration,
+) -> Result<Response> {
     match tokio::time::timeout(limit, next.call(req)).await {
         Ok(result) => result.map(IntoResponse::into_response),
         Err(_) => Err(ApiError::unavailable(DeadlinePassed(limit)).into()),

@@ -50,6 +50,7 @@ pub struct Metrics {
     slot_wait: Histogram,
     oauth_callbacks: IntCounterVec,
     token_refreshes: IntCounterVec,
+    revocations: IntCounterVec,
     logins: IntCounterVec,
     connections: IntGaugeVec,
     /// When `connections` was last counted; the lock makes concurrent scrapes count once.
@@ -63,6 +64,8 @@ pub enum NotionEndpoint {
     /// The token endpoint: code exchanges and refreshes.
     Token,
     Revoke,
+    /// Asking whether a token is still active, when a revocation's answer was ambiguous.
+    Introspect,
 }
 
 impl NotionEndpoint {
@@ -72,6 +75,7 @@ impl NotionEndpoint {
             Self::Search => "/search",
             Self::Token => "/oauth/token",
             Self::Revoke => "/oauth/revoke",
+            Self::Introspect => "/oauth/introspect",
         }
     }
 
@@ -80,6 +84,7 @@ impl NotionEndpoint {
             Self::Search => "search",
             Self::Token => "oauth_token",
             Self::Revoke => "oauth_revoke",
+            Self::Introspect => "oauth_introspect",
         }
     }
 }
@@ -143,6 +148,14 @@ impl Metrics {
                 &["outcome"],
             )
             .expect("a valid metric"),
+            revocations: IntCounterVec::new(
+                opts(
+                    "notion_revocations_total",
+                    "Attempts to revoke a Notion token, by outcome (revoked, already_invalid, retrying, given_up).",
+                ),
+                &["outcome"],
+            )
+            .expect("a valid metric"),
             logins: IntCounterVec::new(opts("logins_total", "Login attempts, by outcome."), &["outcome"])
                 .expect("a valid metric"),
             connections: IntGaugeVec::new(
@@ -165,6 +178,7 @@ impl Metrics {
             Box::new(metrics.slot_wait.clone()),
             Box::new(metrics.oauth_callbacks.clone()),
             Box::new(metrics.token_refreshes.clone()),
+            Box::new(metrics.revocations.clone()),
             Box::new(metrics.logins.clone()),
             Box::new(metrics.connections.clone()),
         ] {
@@ -236,6 +250,11 @@ impl Metrics {
 
     pub(crate) fn token_refresh(&self, outcome: &str) {
         self.token_refreshes.with_label_values(&[outcome]).inc();
+    }
+
+    /// Records how an attempt to revoke a token went.
+    pub(crate) fn revocation(&self, outcome: &'static str) {
+        self.revocations.with_label_values(&[outcome]).inc();
     }
 
     pub(crate) fn login(&self, outcome: LoginOutcome) {
@@ -405,7 +424,9 @@ mod tests {
         metrics.count_connections(&db, start).await.unwrap();
         assert_eq!(active_connections(&metrics), Some(1.0));
 
-        crate::store::connections::delete(&db, row.id).await.unwrap();
+        crate::store::connections::delete_for_user(&db, user.id, row.id)
+            .await
+            .unwrap();
         let soon = start + CONNECTION_COUNT_INTERVAL - Duration::from_millis(1);
         metrics.count_connections(&db, soon).await.unwrap();
         assert_eq!(active_connections(&metrics), Some(1.0), "the last count");

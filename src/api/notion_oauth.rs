@@ -189,7 +189,6 @@ async fn finish(
     })?;
     let completed = state
         .connections
-        .store()
         .complete_authorization(flow.state_id, flow.user_id, grant)
         .await
         .map_err(|e| {

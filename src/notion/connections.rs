@@ -278,22 +278,10 @@ impl ConnectionStore {
         }
     }
 
-    /// Ends the claimed OAuth flow `state_id` and stores what Notion granted, in one
-    /// transaction: both happen or neither does. Authorizing the same bot again updates its row.
-    pub(crate) async fn complete_authorization(
-        &self,
-        state_id: Uuid,
-        user_id: Uuid,
-        grant: Grant,
-    ) -> Result<Completed, ConnectionError> {
-        let sealed = self.seal_grant(user_id, grant)?;
-        let txn = self.db.begin().await.map_err(StoreError::from)?;
-        if !oauth_states::finish(&txn, state_id).await? {
-            return Ok(Completed::UserGone);
-        }
-        let stored = connections::upsert(&txn, sealed).await?;
-        txn.commit().await.map_err(StoreError::from)?;
-        Ok(Completed::Stored(stored.id))
+    /// Whether `row` holds exactly `token` as its access token.
+    pub(crate) fn holds_access_token(&self, row: &Connection, token: &Secret<String>) -> bool {
+        self.access_token(row)
+            .is_ok_and(|held| held.expose() == token.expose())
     }
 
     fn seal_grant(&self, user_id: Uuid, grant: Grant) -> Result<SealedConnection, ConnectionError> {
@@ -582,23 +570,53 @@ impl Connections {
         Ok(page)
     }
 
+    /// Ends the claimed OAuth flow `state_id` and stores what Notion granted, in one
+    /// transaction: both happen or neither does. Authorizing the same bot again updates its row,
+    /// and when that replaces a different access token, the replaced one is queued for
+    /// revocation in the same transaction (its row is locked meanwhile, so a refresh finishing
+    /// at the same moment cannot slip a token past it).
+    pub(crate) async fn complete_authorization(
+        &self,
+        state_id: Uuid,
+        user_id: Uuid,
+        grant: Grant,
+    ) -> Result<Completed, ConnectionError> {
+        let granted = grant.access_token.clone();
+        let sealed = self.store.seal_grant(user_id, grant)?;
+        let txn = self.store.db.begin().await.map_err(StoreError::from)?;
+        // Deleting the state is a write, so on SQLite the transaction holds the write lock
+        // before it reads the row it replaces.
+        if !oauth_states::finish(&txn, state_id).await? {
+            return Ok(Completed::UserGone);
+        }
+        let replaced = connections::find_by_bot_for_update(&txn, user_id, &sealed.bot_id).await?;
+        let stored = connections::upsert(&txn, sealed).await?;
+        let revoking = replaced.filter(|old| !self.store.holds_access_token(old, &granted));
+        if let Some(old) = &revoking {
+            revocations::queue(&txn, old).await?;
+        }
+        txn.commit().await.map_err(StoreError::from)?;
+        if revoking.is_some() {
+            self.queued.notify_one();
+            tracing::info!(connection_id = %stored.id, "the re-authorized connection's previous token will be revoked");
+        }
+        Ok(Completed::Stored(stored.id))
+    }
+
     /// Deletes one of the user's connections and, in the same transaction, queues the
-    /// revocation of its token at Notion (sent by the revocation worker, with retries). False
-    /// when there was no such connection.
+    /// revocation of its token at Notion (sent by the revocation worker, with retries). The row
+    /// is read by the delete itself, so the token queued is the last one stored. False when
+    /// there was no such connection.
     pub(crate) async fn disconnect(
         &self,
         user_id: Uuid,
         id: Uuid,
     ) -> Result<bool, ConnectionError> {
-        let db = self.store.db();
-        let txn = db.begin().await.map_err(StoreError::from)?;
-        let Some(row) = connections::find_for_user(&txn, user_id, id).await? else {
+        let txn = self.store.db().begin().await.map_err(StoreError::from)?;
+        let Some(row) = connections::delete_for_user(&txn, user_id, id).await? else {
             return Ok(false);
         };
         revocations::queue(&txn, &row).await?;
-        if !connections::delete(&txn, row.id).await? {
-            return Ok(false);
-        }
         txn.commit().await.map_err(StoreError::from)?;
         self.queued.notify_one();
         tracing::info!(connection_id = %row.id, "Notion connection deleted");
@@ -606,16 +624,35 @@ impl Connections {
     }
 
     /// Deletes an account with everything it owns (sessions, OAuth flows, connections) and, in
-    /// the same transaction, queues the revocation of every token it held.
+    /// the same transaction, queues the revocation of every token it held, as the deletes found
+    /// them.
     pub(crate) async fn delete_account(&self, user_id: Uuid) -> Result<(), ConnectionError> {
         let txn = self.store.db().begin().await.map_err(StoreError::from)?;
-        for row in connections::list_for_user(&txn, user_id).await? {
+        for row in connections::delete_all_for_user(&txn, user_id).await? {
             revocations::queue(&txn, &row).await?;
         }
         users::delete(&txn, user_id).await?;
         txn.commit().await.map_err(StoreError::from)?;
         self.queued.notify_one();
         tracing::info!(event = "account_deleted", user_id = %user_id, "an account was deleted");
+        Ok(())
+    }
+
+    /// Queues the revocation of `token`, an access token Notion issued for `row`'s connection
+    /// that no row keeps: the connection was deleted, or authorized again, while the token was
+    /// being refreshed.
+    pub(super) async fn revoke_unkept(
+        &self,
+        row: &Connection,
+        token: &Secret<String>,
+    ) -> Result<(), ConnectionError> {
+        let sealed = self
+            .store
+            .seal(row, SealedField::AccessToken, token.expose())?;
+        let key_id = self.store.cipher.primary_key_id();
+        revocations::queue_sealed(self.store.db(), row.user_id, &row.bot_id, sealed, key_id)
+            .await?;
+        self.queued.notify_one();
         Ok(())
     }
 

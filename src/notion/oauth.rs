@@ -1,5 +1,5 @@
 //! Notion's OAuth endpoints through the `oauth2` crate: the authorize URL, the one-time code
-//! exchange (HTTP Basic client authentication), and token revocation.
+//! exchange (HTTP Basic client authentication), and token revocation and introspection.
 
 use std::{sync::Arc, time::Instant};
 
@@ -133,13 +133,71 @@ pub(crate) enum ExchangeError {
     Unavailable(#[source] BoxError),
 }
 
-/// Why a revocation failed.
+/// Why Notion did not confirm a revocation (or an introspection).
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RevokeError {
-    #[error("the revoke request failed")]
+    #[error("the request failed")]
     Request(#[source] reqwest::Error),
-    #[error("the revoke endpoint answered {0}")]
-    Status(u16),
+    #[error("Notion answered {status}{}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    Status {
+        status: u16,
+        /// The error code of the body, in either of Notion's two shapes.
+        code: Option<String>,
+        /// The body was exactly `{}`: Notion's documented answer for a token it does not
+        /// accept.
+        bare: bool,
+    },
+    /// Not the small JSON document expected (an introspection without `active`, or a body
+    /// longer than any such document).
+    #[error("the answer is not the expected document")]
+    Malformed,
+}
+
+/// What a failed revocation says about the token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RevokeVerdict {
+    /// Notion does not accept the token: there is nothing left to revoke.
+    TokenInvalid,
+    /// A client error that may or may not be about the token: ask Notion about the token.
+    Ambiguous,
+    /// Nothing is known about the token (our credentials were refused, Notion was busy or
+    /// unreachable): try again later.
+    Retry,
+}
+
+impl RevokeError {
+    pub(crate) fn verdict(&self) -> RevokeVerdict {
+        match self {
+            // Our own client credentials (a rotated or mistyped secret) say nothing about the
+            // token, whatever the status.
+            Self::Status { status: 401, .. } => RevokeVerdict::Retry,
+            Self::Status {
+                code: Some(code), ..
+            } if code == "invalid_client" => RevokeVerdict::Retry,
+            Self::Status {
+                status: 400,
+                bare: true,
+                ..
+            } => RevokeVerdict::TokenInvalid,
+            Self::Status { status: 429, .. } => RevokeVerdict::Retry,
+            Self::Status { status, .. } if (400..500).contains(status) => RevokeVerdict::Ambiguous,
+            Self::Status { .. } | Self::Request(_) | Self::Malformed => RevokeVerdict::Retry,
+        }
+    }
+
+    /// The label of a call that failed this way, for `notion_requests_total`.
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Status { status: 401, .. } => "invalid_client",
+            Self::Status {
+                code: Some(code), ..
+            } if code == "invalid_client" => "invalid_client",
+            Self::Status { status: 429, .. } => "rate_limited",
+            Self::Status { status, .. } if *status >= 500 => "server_error",
+            Self::Status { .. } | Self::Malformed => "client_error",
+            Self::Request(_) => "unreachable",
+        }
+    }
 }
 
 /// Codes that mean "try again later" rather than "this code is bad".
@@ -250,20 +308,25 @@ impl NotionOAuth {
         })
     }
 
-    /// Asks Notion to revoke a token. Errors are reported for logging; callers do not wait on
-    /// revocation succeeding.
+    /// Asks Notion to revoke a token.
     pub(crate) async fn revoke(&self, token: &Secret<String>) -> Result<(), RevokeError> {
-        let started = Instant::now();
-        let outcome = self.send_revocation(token).await;
-        let label = match &outcome {
-            Ok(()) => "ok",
-            Err(RevokeError::Status(status)) if *status >= 500 => "server_error",
-            Err(RevokeError::Status(_)) => "client_error",
-            Err(RevokeError::Request(_)) => "unreachable",
-        };
-        self.metrics
-            .notion_call(NotionEndpoint::Revoke, label, started.elapsed());
-        outcome
+        self.call_with_token(NotionEndpoint::Revoke, token)
+            .await
+            .map(drop)
+    }
+
+    /// Asks Notion whether a token is still active.
+    pub(crate) async fn introspect(&self, token: &Secret<String>) -> Result<bool, RevokeError> {
+        #[derive(Deserialize)]
+        struct Introspection {
+            active: bool,
+        }
+        let body = self
+            .call_with_token(NotionEndpoint::Introspect, token)
+            .await?;
+        serde_json::from_slice::<Introspection>(&body)
+            .map(|answer| answer.active)
+            .map_err(|_| RevokeError::Malformed)
     }
 
     pub(crate) fn metrics(&self) -> &Metrics {
@@ -280,10 +343,31 @@ impl NotionOAuth {
             .notion_call(NotionEndpoint::Token, label, started.elapsed());
     }
 
-    async fn send_revocation(&self, token: &Secret<String>) -> Result<(), RevokeError> {
+    /// `POST {"token": ...}` to a token endpoint with the client's credentials; the body of a
+    /// success. Recorded in the metrics.
+    async fn call_with_token(
+        &self,
+        endpoint: NotionEndpoint,
+        token: &Secret<String>,
+    ) -> Result<Vec<u8>, RevokeError> {
+        let started = Instant::now();
+        let outcome = self.send_token(endpoint, token).await;
+        let label = match &outcome {
+            Ok(_) => "ok",
+            Err(e) => e.label(),
+        };
+        self.metrics.notion_call(endpoint, label, started.elapsed());
+        outcome
+    }
+
+    async fn send_token(
+        &self,
+        endpoint: NotionEndpoint,
+        token: &Secret<String>,
+    ) -> Result<Vec<u8>, RevokeError> {
         let response = self
             .http
-            .post(self.endpoints.url(NotionEndpoint::Revoke.path()))
+            .post(self.endpoints.url(endpoint.path()))
             .basic_auth(
                 &self.endpoints.client_id,
                 Some(self.endpoints.client_secret.expose()),
@@ -293,12 +377,41 @@ impl NotionOAuth {
             .send()
             .await
             .map_err(|e| RevokeError::Request(e.without_url()))?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(RevokeError::Status(response.status().as_u16()))
+        let status = response.status();
+        let body = read_small(response).await?;
+        if status.is_success() {
+            return Ok(body);
         }
+        let bare = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&body)
+            .is_ok_and(|object| object.is_empty());
+        let code = serde_json::from_slice::<NotionTokenError>(&body)
+            .ok()
+            .map(|error| error.code().to_owned());
+        Err(RevokeError::Status {
+            status: status.as_u16(),
+            code,
+            bare,
+        })
     }
+}
+
+/// The longest answer read from the revoke and introspect endpoints, which answer with small
+/// JSON documents.
+const MAX_TOKEN_ANSWER_BYTES: usize = 16 * 1024;
+
+async fn read_small(mut response: reqwest::Response) -> Result<Vec<u8>, RevokeError> {
+    let mut body = Vec::new();
+    while let Some(piece) = response
+        .chunk()
+        .await
+        .map_err(|e| RevokeError::Request(e.without_url()))?
+    {
+        if body.len() + piece.len() > MAX_TOKEN_ANSWER_BYTES {
+            return Err(RevokeError::Malformed);
+        }
+        body.extend_from_slice(&piece);
+    }
+    Ok(body)
 }
 
 fn classify<E>(err: RequestTokenError<E, NotionTokenError>) -> ExchangeError
@@ -315,5 +428,56 @@ where
         // kept: it could echo the request.
         RequestTokenError::Parse(e, _) => ExchangeError::Unavailable(Box::new(e)),
         RequestTokenError::Other(e) => ExchangeError::Unavailable(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status: u16, code: Option<&str>, bare: bool) -> RevokeVerdict {
+        RevokeError::Status {
+            status,
+            code: code.map(str::to_owned),
+            bare,
+        }
+        .verdict()
+    }
+
+    #[test]
+    fn only_answers_about_the_token_end_a_revocation() {
+        assert_eq!(refused(400, None, true), RevokeVerdict::TokenInvalid);
+        // Our credentials, however the answer is shaped.
+        assert_eq!(
+            refused(401, Some("invalid_client"), false),
+            RevokeVerdict::Retry
+        );
+        assert_eq!(refused(401, None, true), RevokeVerdict::Retry);
+        assert_eq!(
+            refused(400, Some("invalid_client"), false),
+            RevokeVerdict::Retry
+        );
+        // Busy or broken.
+        for status in [429, 500, 502, 503, 504, 529] {
+            assert_eq!(
+                refused(status, None, false),
+                RevokeVerdict::Retry,
+                "{status}"
+            );
+        }
+        assert_eq!(RevokeError::Malformed.verdict(), RevokeVerdict::Retry);
+        // Client errors that may or may not be about the token.
+        for (status, code) in [
+            (400, "invalid_request"),
+            (400, "invalid_grant"),
+            (403, "restricted_resource"),
+            (404, "object_not_found"),
+        ] {
+            assert_eq!(
+                refused(status, Some(code), false),
+                RevokeVerdict::Ambiguous,
+                "{status}"
+            );
+        }
     }
 }

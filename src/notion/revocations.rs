@@ -1,7 +1,15 @@
 //! Revoking tokens at Notion, durably. Disconnecting a workspace or deleting an account queues
-//! the revocation in the same transaction that deletes the connection; a worker in every instance
-//! sends what is due, retries with growing pauses across restarts, outages and instances, and
-//! gives up loudly after a few days.
+//! the revocation in the same transaction that deletes the connection (re-authorizing a
+//! workspace queues the tokens it replaces, and a refresh that finishes after its connection
+//! was deleted queues the tokens it got); a worker in every instance sends what is due, retries
+//! with growing pauses across restarts, outages and instances, and gives up loudly after a few
+//! days.
+//!
+//! A revocation ends only when Notion says the token no longer works: it confirmed the
+//! revocation, it answered `400 {}` (its documented answer for a token it does not accept), or,
+//! after any other client error, introspecting the token says `active: false`. A refused client
+//! secret, a rate limit, a server error or no answer at all says nothing about the token, so it
+//! is retried.
 //!
 //! An attempt takes its row by moving the next attempt time forward (compare-and-set on the
 //! attempt count), so two instances never send the same revocation at once, and a worker that
@@ -11,7 +19,10 @@ use std::{sync::Arc, time::Duration};
 
 use time::OffsetDateTime;
 
-use super::{connections::Connections, oauth::RevokeError};
+use super::{
+    connections::Connections,
+    oauth::{RevokeError, RevokeVerdict},
+};
 use crate::{
     entity::pending_revocation,
     error::Chain,
@@ -38,8 +49,10 @@ fn pause_after(attempts: i32) -> time::Duration {
 /// What one pass did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Revoked {
-    /// Confirmed by Notion (or already unusable there).
+    /// Confirmed by Notion.
     pub revoked: usize,
+    /// Not accepted by Notion any more: nothing was left to revoke.
+    pub already_invalid: usize,
     /// Failed this time, to be tried again.
     pub retrying: usize,
     /// Abandoned: too old, or the token could not be decrypted.
@@ -56,14 +69,26 @@ impl Connections {
             if !revocations::claim(db, &row, now + pause_after(row.attempts + 1)).await? {
                 continue;
             }
+            let metrics = self.oauth().metrics();
             match self.attempt(&row).await {
-                Ok(()) => {
+                Ok(ended) => {
                     revocations::delete(db, row.id).await?;
-                    tracing::info!(user_id = %row.user_id, "a Notion token was revoked");
-                    done.revoked += 1;
+                    let outcome = match ended {
+                        Ended::Revoked => {
+                            done.revoked += 1;
+                            "revoked"
+                        }
+                        Ended::AlreadyInvalid => {
+                            done.already_invalid += 1;
+                            "already_invalid"
+                        }
+                    };
+                    metrics.revocation(outcome);
+                    tracing::info!(user_id = %row.user_id, outcome, "a Notion token was revoked");
                 }
                 Err(reason) if reason.is_final() || now - row.created_at > GIVE_UP_AFTER => {
                     revocations::delete(db, row.id).await?;
+                    metrics.revocation("given_up");
                     tracing::error!(
                         event = "revocation_given_up",
                         user_id = %row.user_id,
@@ -75,6 +100,7 @@ impl Connections {
                     done.given_up += 1;
                 }
                 Err(reason) => {
+                    metrics.revocation("retrying");
                     tracing::warn!(
                         user_id = %row.user_id,
                         attempts = row.attempts + 1,
@@ -88,18 +114,32 @@ impl Connections {
         Ok(done)
     }
 
-    async fn attempt(&self, row: &pending_revocation::Model) -> Result<(), AttemptError> {
+    /// One attempt at a revocation: how it ended, or why it has not.
+    async fn attempt(&self, row: &pending_revocation::Model) -> Result<Ended, AttemptError> {
         let token = self
             .store()
             .open_revocation(row)
             .map_err(AttemptError::Undecryptable)?;
-        match self.oauth().revoke(&token).await {
-            Ok(()) => Ok(()),
-            // Notion does not know the token (any more): there is nothing left to revoke.
-            Err(RevokeError::Status(400 | 401 | 404)) => Ok(()),
-            Err(e) => Err(AttemptError::Notion(e)),
+        let refused = match self.oauth().revoke(&token).await {
+            Ok(()) => return Ok(Ended::Revoked),
+            Err(refused) => refused,
+        };
+        match refused.verdict() {
+            RevokeVerdict::TokenInvalid => Ok(Ended::AlreadyInvalid),
+            RevokeVerdict::Retry => Err(AttemptError::Notion(refused)),
+            RevokeVerdict::Ambiguous => match self.oauth().introspect(&token).await {
+                Ok(false) => Ok(Ended::AlreadyInvalid),
+                Ok(true) => Err(AttemptError::StillActive(refused)),
+                Err(unknown) => Err(AttemptError::Unconfirmed { refused, unknown }),
+            },
         }
     }
+}
+
+/// How a revocation ended.
+enum Ended {
+    Revoked,
+    AlreadyInvalid,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +148,16 @@ enum AttemptError {
     Undecryptable(#[source] super::connections::ConnectionError),
     #[error("Notion did not confirm")]
     Notion(#[source] RevokeError),
+    #[error("Notion refused the revocation of a token it still accepts")]
+    StillActive(#[source] RevokeError),
+    #[error(
+        "Notion refused the revocation ({refused}) and could not say whether the token is active"
+    )]
+    Unconfirmed {
+        refused: RevokeError,
+        #[source]
+        unknown: RevokeError,
+    },
 }
 
 impl AttemptError {

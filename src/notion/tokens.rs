@@ -89,10 +89,29 @@ impl Connections {
                         .store_refreshed(&row, until, &grant.access_token, refresh)
                         .await?;
                     if !stored {
-                        self.oauth().metrics().token_refresh("lease_lost");
-                        // The lease ran out and someone else holds it now: what they store wins,
-                        // and the connection is not blamed.
-                        tracing::warn!(connection_id = %id, "the refresh lease was lost; the refreshed tokens were discarded");
+                        match connections::find(db, id).await? {
+                            Some(now) if now.access_token == row.access_token => {
+                                self.oauth().metrics().token_refresh("lease_lost");
+                                // The lease ran out and someone else holds it now: what they
+                                // store wins, and the connection is not blamed.
+                                tracing::warn!(connection_id = %id, "the refresh lease was lost; the refreshed tokens were discarded");
+                            }
+                            now => {
+                                // The connection was deleted, or authorized again, while Notion
+                                // refreshed it: nobody keeps the new token, so it is revoked.
+                                self.oauth().metrics().token_refresh("orphaned");
+                                let kept = now.as_ref().is_some_and(|now| {
+                                    store.holds_access_token(now, &grant.access_token)
+                                });
+                                if !kept {
+                                    self.revoke_unkept(&row, &grant.access_token).await?;
+                                }
+                                tracing::info!(connection_id = %id, "the connection changed during a refresh; the refreshed token will be revoked");
+                                if now.is_none() {
+                                    return Err(SearchError::NotFound);
+                                }
+                            }
+                        }
                         continue;
                     }
                     self.oauth().metrics().token_refresh("refreshed");

@@ -389,9 +389,15 @@ async fn revoke(sandbox: Data<&Sandbox>, req: &Request, body: Body) -> Response 
     };
     let token = fields.get("token").cloned().unwrap_or_default();
     let mut issued = sandbox.lock();
-    issued.access_tokens.remove(&token);
-    issued.refresh_tokens.remove(&token);
-    json_response(StatusCode::OK, &json!({}))
+    let access = issued.access_tokens.remove(&token);
+    let refresh = issued.refresh_tokens.remove(&token);
+    // Like Notion: a token it does not (or no longer) accept gets a bare `{}` with 400.
+    let status = if access || refresh {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    json_response(status, &json!({}))
 }
 
 #[handler]

@@ -109,8 +109,48 @@ pub(crate) async fn find_for_user(
         .await?)
 }
 
-pub(crate) async fn delete(db: &impl ConnectionTrait, id: Uuid) -> Result<bool, StoreError> {
-    Ok(Entity::delete_by_id(id).exec(db).await?.rows_affected == 1)
+/// Deletes the connection `id` if it belongs to `user_id`, and returns the row as the delete
+/// found it. `DELETE … RETURNING` reads and removes the row in one step under the row's lock, so
+/// the tokens returned are the last ones stored: a refresh that finishes later finds no row.
+pub(crate) async fn delete_for_user(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Model>, StoreError> {
+    let deleted = Entity::delete_many()
+        .filter(Column::Id.eq(id))
+        .filter(Column::UserId.eq(user_id))
+        .exec_with_returning(db)
+        .await?;
+    Ok(deleted.into_iter().next())
+}
+
+/// Deletes every connection of `user_id` and returns them as the delete found them (see
+/// [`delete_for_user`]).
+pub(crate) async fn delete_all_for_user(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+) -> Result<Vec<Model>, StoreError> {
+    Ok(Entity::delete_many()
+        .filter(Column::UserId.eq(user_id))
+        .exec_with_returning(db)
+        .await?)
+}
+
+/// The user's connection to the bot `bot_id`, locked until the transaction ends (on
+/// PostgreSQL; SQLite has only one writer at a time, so a transaction that has written already
+/// holds the whole database).
+pub(crate) async fn find_by_bot_for_update(
+    txn: &DatabaseTransaction,
+    user_id: Uuid,
+    bot_id: &str,
+) -> Result<Option<Model>, StoreError> {
+    Ok(Entity::find()
+        .filter(Column::UserId.eq(user_id))
+        .filter(Column::BotId.eq(bot_id))
+        .lock_exclusive()
+        .unique(txn)
+        .await?)
 }
 
 /// A page of every user's connections for administrators, optionally of one user.

@@ -11,18 +11,37 @@ use super::StoreError;
 use crate::entity::{notion_connection, pending_revocation};
 
 /// Queues the revocation of a connection's access token. Run it in the transaction that deletes
-/// the connection.
+/// the connection or replaces its tokens.
 pub(crate) async fn queue(
     db: &impl ConnectionTrait,
     connection: &notion_connection::Model,
 ) -> Result<(), StoreError> {
+    queue_sealed(
+        db,
+        connection.user_id,
+        &connection.bot_id,
+        connection.access_token.clone(),
+        &connection.key_id,
+    )
+    .await
+}
+
+/// Queues the revocation of an access token sealed for the connection of `user_id` and
+/// `bot_id` (the binding every token of that connection is sealed with) with `key_id`.
+pub(crate) async fn queue_sealed(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    bot_id: &str,
+    sealed_access_token: String,
+    key_id: &str,
+) -> Result<(), StoreError> {
     let now = OffsetDateTime::now_utc();
     pending_revocation::ActiveModel {
         id: Set(Uuid::now_v7()),
-        user_id: Set(connection.user_id),
-        bot_id: Set(connection.bot_id.clone()),
-        access_token: Set(connection.access_token.clone()),
-        key_id: Set(connection.key_id.clone()),
+        user_id: Set(user_id),
+        bot_id: Set(bot_id.to_owned()),
+        access_token: Set(sealed_access_token),
+        key_id: Set(key_id.to_owned()),
         attempts: Set(0),
         next_attempt_at: Set(now),
         created_at: Set(now),

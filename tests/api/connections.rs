@@ -358,7 +358,7 @@ async fn pending_after_a_failed_revocation(
 }
 
 /// Waits (briefly) until no revocation is pending; fails the test with `what` otherwise.
-async fn until_nothing_pending(db: &sea_orm::DatabaseConnection, what: &str) {
+pub(crate) async fn until_nothing_pending(db: &sea_orm::DatabaseConnection, what: &str) {
     for _ in 0..100 {
         if pending_revocation::Entity::find().count(db).await.unwrap() == 0 {
             return;
@@ -369,7 +369,7 @@ async fn until_nothing_pending(db: &sea_orm::DatabaseConnection, what: &str) {
 }
 
 /// Makes every pending revocation due now, as if its pause had passed; `age` backdates it.
-async fn make_due(app: &crate::helpers::TestApp, age: time::Duration) {
+pub(crate) async fn make_due(app: &crate::helpers::TestApp, age: time::Duration) {
     for row in pending_revocation::Entity::find()
         .all(&app.db)
         .await

@@ -14,6 +14,7 @@ mod metrics;
 mod mock_notion;
 mod notion_oauth;
 mod openapi;
+mod revocations;
 mod rotation;
 mod sandbox;
 mod scale_out;

@@ -16,7 +16,7 @@ on_both_databases!(
 );
 
 /// The value of the sample `name` whose labels include every pair of `labels`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| {
@@ -35,7 +35,7 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         .and_then(|(_, value)| value.parse().ok())
 }
 
-async fn scrape(app: &TestApp) -> String {
+pub(crate) async fn scrape(app: &TestApp) -> String {
     let address = app
         .metrics_address
         .as_ref()
@@ -282,7 +282,10 @@ async fn the_metrics_listener_caps_connections_and_closes_stalled_ones(backend: 
             .await
             .unwrap();
         if n % 2 == 0 {
-            socket.write_all(b"GET /metrics HTTP/1.1\r\nX: ").await.unwrap();
+            socket
+                .write_all(b"GET /metrics HTTP/1.1\r\nX: ")
+                .await
+                .unwrap();
         }
         stalled.push(socket);
     }

@@ -80,7 +80,14 @@ struct Shared {
     token_reply: Arc<Mutex<TokenReply>>,
     /// How long code exchanges take before answering.
     exchange_delay: Arc<Mutex<Duration>>,
-    revoke_status: Arc<Mutex<StatusCode>>,
+    revoke_reply: Arc<Mutex<(StatusCode, &'static str)>>,
+    /// The tokens revoke was asked to revoke, in order.
+    revoked: Arc<Mutex<Vec<String>>>,
+    /// What introspection says; `None`: active while it is the token search accepts.
+    introspect_active: Arc<Mutex<Option<bool>>>,
+    introspect_calls: Arc<AtomicUsize>,
+    /// How long refreshes take before they answer.
+    refresh_delay: Arc<Mutex<Duration>>,
     token_calls: Arc<AtomicUsize>,
     revoke_calls: Arc<AtomicUsize>,
     last_token_request: Arc<Mutex<Option<TokenRequest>>>,
@@ -106,7 +113,12 @@ impl MockNotion {
         let shared = Shared {
             token_reply: Arc::new(Mutex::new(reply)),
             exchange_delay: Arc::default(),
-            revoke_status: Arc::new(Mutex::new(StatusCode::OK)),
+            revoke_reply: Arc::new(Mutex::new((StatusCode::OK, "{}"))),
+            revoked: Arc::default(),
+            introspect_active: Arc::default(),
+            introspect_calls: Arc::default(),
+            // Slow enough that concurrent callers pile up behind a refresh.
+            refresh_delay: Arc::new(Mutex::new(Duration::from_millis(200))),
             token_calls: Arc::default(),
             revoke_calls: Arc::default(),
             last_token_request: Arc::default(),
@@ -124,6 +136,7 @@ impl MockNotion {
         let app = Route::new()
             .at("/v1/oauth/token", post(token))
             .at("/v1/oauth/revoke", post(revoke))
+            .at("/v1/oauth/introspect", post(introspect))
             .at("/v1/search", post(search))
             .data(shared.clone());
         tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
@@ -184,7 +197,31 @@ impl MockNotion {
     }
 
     pub fn revoke_answers(&self, status: StatusCode) {
-        *self.shared.revoke_status.lock().unwrap() = status;
+        self.revoke_answers_with(status, "{}");
+    }
+
+    /// Makes revoke answer with this status and body.
+    pub fn revoke_answers_with(&self, status: StatusCode, body: &'static str) {
+        *self.shared.revoke_reply.lock().unwrap() = (status, body);
+    }
+
+    /// The tokens revoke was asked to revoke, in order.
+    pub fn revoked_tokens(&self) -> Vec<String> {
+        self.shared.revoked.lock().unwrap().clone()
+    }
+
+    /// Makes introspection answer `active` for every token.
+    pub fn introspection_says(&self, active: bool) {
+        *self.shared.introspect_active.lock().unwrap() = Some(active);
+    }
+
+    pub fn introspect_calls(&self) -> usize {
+        self.shared.introspect_calls.load(Ordering::SeqCst)
+    }
+
+    /// Makes refreshes take this long before they answer.
+    pub fn delay_refreshes(&self, delay: Duration) {
+        *self.shared.refresh_delay.lock().unwrap() = delay;
     }
 
     pub fn token_calls(&self) -> usize {
@@ -225,8 +262,8 @@ async fn token(shared: Data<&Shared>, req: &poem::Request, body: String) -> Resp
             .collect();
     if form.get("grant_type").map(String::as_str) == Some("refresh_token") {
         let n = shared.refresh_calls.fetch_add(1, Ordering::SeqCst) + 1;
-        // Slow enough that concurrent callers pile up behind the refresh.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let delay = *shared.refresh_delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
         let mut valid_refresh = shared.valid_refresh.lock().unwrap();
         if valid_refresh.as_deref() != form.get("refresh_token").map(String::as_str) {
             return json(
@@ -302,14 +339,36 @@ async fn token(shared: Data<&Shared>, req: &poem::Request, body: String) -> Resp
     }
 }
 
+/// The `token` of a revoke or introspect request.
+fn token_of(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|body| body["token"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 #[handler]
-fn revoke(shared: Data<&Shared>) -> Response {
+fn revoke(shared: Data<&Shared>, body: String) -> Response {
     shared.revoke_calls.fetch_add(1, Ordering::SeqCst);
-    let status = *shared.revoke_status.lock().unwrap();
+    shared.revoked.lock().unwrap().push(token_of(&body));
+    let (status, body) = *shared.revoke_reply.lock().unwrap();
     Response::builder()
         .status(status)
         .content_type("application/json")
-        .body("{}")
+        .body(body)
+}
+
+#[handler]
+fn introspect(shared: Data<&Shared>, body: String) -> Response {
+    shared.introspect_calls.fetch_add(1, Ordering::SeqCst);
+    let asked = token_of(&body);
+    let scripted = *shared.introspect_active.lock().unwrap();
+    let active = scripted
+        .unwrap_or_else(|| shared.valid_access.lock().unwrap().as_deref() == Some(asked.as_str()));
+    Response::builder()
+        .status(StatusCode::OK)
+        .content_type("application/json")
+        .body(json!({ "active": active, "request_id": "r" }).to_string())
 }
 
 #[handler]

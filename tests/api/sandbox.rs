@@ -112,6 +112,16 @@ async fn the_sandbox_token_endpoint_behaves_like_notions(backend: Backend) {
     assert_eq!((status, revoked), (200, json!({})));
     let (_, dead) = post(&secret, introspect()).await;
     assert_eq!(dead["active"], json!(false));
+    let revoke_again = app
+        .client
+        .post(app.url("/sandbox/notion/v1/oauth/revoke"))
+        .json(&json!({ "token": access }));
+    let (status, unknown) = post(&secret, revoke_again).await;
+    assert_eq!(
+        (status, unknown),
+        (400, json!({})),
+        "Notion's answer for a dead token"
+    );
 
     let (status, bad_json) = post(
         &secret,

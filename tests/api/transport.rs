@@ -262,7 +262,9 @@ async fn cleartext_http2_is_refused_at_once_and_holds_no_slot(backend: Backend) 
         // SETTINGS, then GOAWAY (type 7) for no stream with HTTP_1_1_REQUIRED (0xd).
         assert_eq!(
             answer,
-            [0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xd],
+            [
+                0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xd
+            ],
             "{answer:?}"
         );
     }
