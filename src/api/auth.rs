@@ -386,8 +386,21 @@ async fn log_in(
     remember_device(state, req, user.id)?;
 
     let token = RefreshToken::generate().map_err(ApiError::internal)?;
-    let family = sessions::start_family(&state.db, user.id, token.hash(), refresh_expiry()).await?;
-    let session = issue_session(state, &user, family)?;
+    let started =
+        sessions::start_family(&state.db, user.id, token.hash(), refresh_expiry()).await?;
+    for family in &started.ended {
+        state.live_sessions.forget_family(*family);
+    }
+    if !started.ended.is_empty() {
+        tracing::warn!(
+            event = "sessions_ended_by_limit",
+            user_id = %user.id,
+            ended = started.ended.len(),
+            "a login ended the account's oldest sessions (at most {} are live at once)",
+            sessions::MAX_LIVE_SESSIONS
+        );
+    }
+    let session = issue_session(state, &user, started.family_id)?;
     tracing::info!(event = "login", user_id = %user.id, "logged in");
     Ok(LoginResponse::LoggedIn(
         Json(session),

@@ -1,6 +1,7 @@
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, JoinType,
     QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set, TransactionTrait,
+    sea_query::LockType,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -44,27 +45,69 @@ pub(crate) async fn find_by_token_hash(
 /// does not grow without bound; presenting one of those is simply refused.
 pub(crate) const KEPT_GENERATIONS: u64 = 10;
 
-/// Starts a family for a login, with its first refresh token.
+/// Live sessions (refresh families) one account may have. A login beyond this ends the oldest,
+/// so however often someone logs in, an account's sessions stay bounded.
+pub(crate) const MAX_LIVE_SESSIONS: usize = 100;
+
+/// A login's new family, and the account's oldest families that it ended to stay within
+/// [`MAX_LIVE_SESSIONS`].
+pub struct Started {
+    pub family_id: Uuid,
+    pub ended: Vec<Uuid>,
+}
+
+/// Starts a family for a login, with its first refresh token, and ends the account's oldest
+/// families beyond [`MAX_LIVE_SESSIONS`], in one transaction.
+///
+/// Concurrent logins to one account take turns: on PostgreSQL the transaction locks the user's
+/// row (a lock that does not conflict with the foreign-key checks of the inserts), and SQLite
+/// runs one writing transaction at a time. So each counts the families the others started.
 pub async fn start_family(
     db: &DatabaseConnection,
     user_id: Uuid,
     refresh_token_hash: String,
     expires_at: OffsetDateTime,
-) -> Result<Uuid, StoreError> {
+) -> Result<Started, StoreError> {
     let family_id = Uuid::now_v7();
+    let now = OffsetDateTime::now_utc();
     let txn = db.begin().await?;
     session_family::ActiveModel {
         id: Set(family_id),
         user_id: Set(user_id),
-        created_at: Set(OffsetDateTime::now_utc()),
+        created_at: Set(now),
         last_refreshed_at: Set(None),
         revoked_at: Set(None),
     }
     .insert(&txn)
     .await?;
     insert(&txn, user_id, family_id, refresh_token_hash, expires_at).await?;
+    user::Entity::find_by_id(user_id)
+        .select_only()
+        .column(user::Column::Id)
+        .lock(LockType::NoKeyUpdate)
+        .into_tuple::<Uuid>()
+        .all(&txn)
+        .await?;
+    // Newest first (ids are time-ordered); the cap keeps this list at most one longer than it.
+    let live: Vec<Uuid> = session_family::Entity::find()
+        .select_only()
+        .column(session_family::Column::Id)
+        .filter(session_family::Column::UserId.eq(user_id))
+        .filter(session_family::Column::RevokedAt.is_null())
+        .order_by_desc(session_family::Column::Id)
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    let ended: Vec<Uuid> = live.into_iter().skip(MAX_LIVE_SESSIONS).collect();
+    if !ended.is_empty() {
+        session_family::Entity::update_many()
+            .col_expr(session_family::Column::RevokedAt, Some(now).into())
+            .filter(session_family::Column::Id.is_in(ended.clone()))
+            .exec(&txn)
+            .await?;
+    }
     txn.commit().await?;
-    Ok(family_id)
+    Ok(Started { family_id, ended })
 }
 
 /// Exchanges the live token `current` for a new one in one transaction. `None` when the family

@@ -20,6 +20,7 @@ mod sandbox;
 mod scale_out;
 mod search;
 mod security_log;
+mod sessions;
 mod shutdown;
 mod transport;
 mod web;

@@ -156,6 +156,27 @@ async fn security_events_are_logged_once_each_without_secrets() {
         .unwrap();
     assert_eq!(logout.status(), 204);
 
+    // An account at its limit of live sessions: the next login ends the oldest.
+    let db = Database::connect(format!(
+        "sqlite://{}?mode=rw",
+        dir.path().join("data/notion-connect.db").display()
+    ))
+    .await
+    .unwrap();
+    let user = notion_connect::entity::user::Entity::find()
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+    for n in 0..100 {
+        let hash = notion_connect::auth::hash_token(&format!("session-{n}"));
+        notion_connect::store::sessions::start_family(&db, user.id, hash, expires)
+            .await
+            .unwrap();
+    }
+    client.session().await;
+
     // A forged OAuth callback.
     let forged = client
         .http
@@ -172,12 +193,6 @@ async fn security_events_are_logged_once_each_without_secrets() {
     // and its token cannot be revoked when it is disconnected.
     let (access, _) = client.session().await;
     let id = client.connect_sandbox(&access).await;
-    let db = Database::connect(format!(
-        "sqlite://{}?mode=rw",
-        dir.path().join("data/notion-connect.db").display()
-    ))
-    .await
-    .unwrap();
     let row = notion_connect::entity::notion_connection::Entity::find()
         .one(&db)
         .await
@@ -230,6 +245,7 @@ async fn security_events_are_logged_once_each_without_secrets() {
         "oauth_state_rejected",
         "decryption_failed",
         "revocation_given_up",
+        "sessions_ended_by_limit",
     ] {
         assert!(seen.contains(event), "no {event} in {events:?}");
     }
