@@ -95,6 +95,12 @@ pub(crate) enum ApiError {
     /// Authenticated, but not allowed to do this.
     #[error("forbidden")]
     Forbidden,
+    /// A web page of an origin the server does not accept made the request.
+    #[error("origin not allowed")]
+    OriginNotAllowed,
+    /// A CORS preflight asked for a method or header the API does not use.
+    #[error("preflight refused")]
+    PreflightRefused { detail: String },
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -150,6 +156,20 @@ impl ApiError {
                 "forbidden",
                 "Forbidden",
                 Some("Your account may not do this.".to_owned()),
+            ),
+            OriginNotAllowed => (
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                "Origin not allowed",
+                Some(
+                    "This server does not accept requests from this web page's origin.".to_owned(),
+                ),
+            ),
+            PreflightRefused { detail } => (
+                StatusCode::FORBIDDEN,
+                "preflight_refused",
+                "Preflight refused",
+                Some(detail.clone()),
             ),
             NotFound => (
                 StatusCode::NOT_FOUND,

@@ -9,7 +9,7 @@ use poem::{
     endpoint::make_sync,
     error::ResponseError,
     http::{HeaderMap, HeaderValue, StatusCode, header},
-    middleware::{CatchPanic, Cors},
+    middleware::CatchPanic,
 };
 use sha2::{Digest, Sha256};
 use std::{
@@ -18,7 +18,13 @@ use std::{
 };
 use tokio::io::AsyncReadExt;
 
-use crate::{config::Settings, error::ApiError, metrics::Metrics, telemetry};
+use crate::{
+    config::Settings,
+    cors::{self, CorsPolicy},
+    error::ApiError,
+    metrics::Metrics,
+    telemetry,
+};
 
 /// Largest accepted request body. Every request body of this API is a small JSON document.
 pub(crate) const BODY_LIMIT: usize = 64 * 1024;
@@ -41,10 +47,7 @@ pub(crate) fn apply<E: Endpoint + 'static>(
     settings: &Settings,
     metrics: &Arc<Metrics>,
 ) -> impl Endpoint<Output = Response> + use<E> {
-    let cors = Cors::new()
-        .allow_origins(settings.cors_allowed_origins.iter().map(String::as_str))
-        .allow_credentials(true)
-        .max_age(600);
+    let cors = CorsPolicy::new(settings);
     let hsts = settings.public_url.scheme() == "https";
     let limits = settings.http;
     let metrics = metrics.clone();
@@ -57,7 +60,7 @@ pub(crate) fn apply<E: Endpoint + 'static>(
             CatchPanic::new()
                 .with_handler(|_| ApiError::internal("a request handler panicked").as_response()),
         )
-        .with_if(!settings.cors_allowed_origins.is_empty(), cors)
+        .around(move |next, req| cors::apply(next, req, cors.clone()))
         .around(move |next, req| security_headers(next, req, hsts))
         .around(move |next, req| telemetry::log_request(next, req, metrics.clone()))
         .around(name_allowed_methods)

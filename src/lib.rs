@@ -27,6 +27,7 @@ pub mod api;
 pub mod auth;
 pub mod client_ip;
 pub mod config;
+pub mod cors;
 pub mod crypto;
 pub mod db;
 pub mod entity;

@@ -6,6 +6,7 @@ mod auth;
 mod browser;
 mod cli;
 mod connections;
+mod cors;
 mod db_faults;
 mod errors;
 mod health;
