@@ -20,7 +20,7 @@ use crate::{
     auth::{
         BearerAuth, RefreshToken, Username,
         backoff::delay_after,
-        device::{DEVICE_COOKIE, DEVICE_COOKIE_MAX_AGE, DEVICE_COOKIE_PATH},
+        device::{DEVICE_COOKIE, DEVICE_COOKIE_MAX_AGE, DEVICE_COOKIE_PATHS},
         hash_token,
         liveness::Account,
         password::{HashError, MAX_PASSWORD_CHARS, Password, Verification},
@@ -575,14 +575,16 @@ fn remember_device(state: &AppState, req: &Request, user_id: Uuid) -> Result<(),
         return Ok(());
     };
     let value = state.devices.issue(user_id).map_err(ApiError::internal)?;
-    jar.add(set_cookie(
-        &state.settings,
-        DEVICE_COOKIE,
-        &value,
-        DEVICE_COOKIE_PATH,
-        DEVICE_COOKIE_MAX_AGE,
-        "Strict",
-    ));
+    for path in DEVICE_COOKIE_PATHS {
+        jar.add(set_cookie(
+            &state.settings,
+            DEVICE_COOKIE,
+            &value,
+            path,
+            DEVICE_COOKIE_MAX_AGE,
+            "Strict",
+        ));
+    }
     Ok(())
 }
 

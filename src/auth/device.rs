@@ -17,8 +17,9 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Name of the device cookie (`__Secure-` prefixed over https).
 pub(crate) const DEVICE_COOKIE: &str = "nc_device";
-/// The cookie is only ever sent to the login endpoint.
-pub(crate) const DEVICE_COOKIE_PATH: &str = "/api/v1/auth/login";
+/// The cookie is only ever sent to the two endpoints that check a password: logging in and
+/// deleting the account. A cookie has one path, so the value is set once for each.
+pub(crate) const DEVICE_COOKIE_PATHS: [&str; 2] = ["/api/v1/auth/login", "/api/v1/me"];
 /// How long a browser stays recognised after its latest login.
 pub(crate) const DEVICE_COOKIE_MAX_AGE: u64 = 365 * 24 * 3600;
 

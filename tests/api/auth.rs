@@ -38,6 +38,7 @@ on_both_databases!(
     a_session_keeps_few_tokens_detects_recent_reuse_and_refreshes_at_a_bounded_rate,
     forty_guesses_at_once_from_forty_addresses_evaluate_at_most_five,
     the_owner_with_a_device_cookie_is_not_locked_out_by_strangers,
+    strangers_guessing_cannot_stop_the_owner_from_deleting_the_account,
 );
 
 async fn a_whole_session_from_registration_to_logout(backend: Backend) {
@@ -988,4 +989,57 @@ async fn the_owner_with_a_device_cookie_is_not_locked_out_by_strangers(backend: 
         login_with(Some(&device), PASSWORD).await.unwrap().status(),
         429
     );
+}
+
+async fn strangers_guessing_cannot_stop_the_owner_from_deleting_the_account(backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert_eq!(app.register("leaver", PASSWORD).await.status(), 201);
+    // The owner's browser keeps cookies as a browser does, paths included.
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let login = browser
+        .post(app.url("/api/v1/auth/login"))
+        .json(&json!({ "username": "leaver", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let paths: Vec<String> = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|v| v.starts_with("nc_device="))
+        .filter_map(|v| v.split("; ").find_map(|a| a.strip_prefix("Path=")))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(paths, ["/api/v1/auth/login", "/api/v1/me"]);
+    let access = Tokens::from_response(login).await.access;
+
+    // A stranger uses up the account's shared allowance.
+    for _ in 0..5 {
+        assert_eq!(app.login("leaver", "guess guess").await.status(), 401);
+    }
+    assert_eq!(app.login("leaver", PASSWORD).await.status(), 429);
+    let stranger = app
+        .client
+        .delete(app.url("/api/v1/me"))
+        .bearer_auth(&access)
+        .json(&json!({ "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 429, "without the device cookie");
+
+    let deleted = browser
+        .delete(app.url("/api/v1/me"))
+        .bearer_auth(&access)
+        .json(&json!({ "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_problem(app.get_as("/api/v1/me", &access).await, 401, "unauthorized").await;
 }
