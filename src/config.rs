@@ -30,6 +30,10 @@ const DEFAULT_NOTION_API_BASE: &str = "https://api.notion.com/v1";
 /// pile up (a burst of users, or Notion slowing down). At Notion's usual 150 to 300 ms per
 /// search it still carries fifty to a hundred searches a second.
 const DEFAULT_NOTION_CONCURRENCY: usize = 16;
+/// Longest time a PostgreSQL statement may run, by default (never more than half of
+/// `REQUEST_TIMEOUT`). Every statement of a request is an indexed lookup or a small write that
+/// takes milliseconds; one still running after this is stuck behind a lock or a failing disk.
+const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
 const JWT_SECRET_FILE: &str = "jwt_secret";
 const KEY_RING_FILE: &str = "token_encryption_keys";
 
@@ -57,6 +61,8 @@ pub struct Settings {
     pub web_url: Url,
     /// May carry a password, hence secret.
     pub database_url: Secret<String>,
+    /// Longest time one PostgreSQL statement may run (`statement_timeout`); `None`: no limit.
+    pub statement_timeout: Option<Duration>,
     /// Holds the SQLite database (by default) and generated development secrets.
     pub data_dir: PathBuf,
     /// Serve the web app from this directory instead of the copy built into the binary (for
@@ -435,6 +441,24 @@ impl Settings {
                 }
             },
         };
+        // A statement that outlives it would only be cut off by the request deadline, which
+        // answers without saying why; below it, the database says so itself.
+        let statement_timeout = match get("DATABASE_STATEMENT_TIMEOUT") {
+            None => Some(DEFAULT_STATEMENT_TIMEOUT.min(http.request_timeout / 2)),
+            Some(raw) => {
+                let timeout = parse_duration("DATABASE_STATEMENT_TIMEOUT", raw.trim(), 0, 3600)?;
+                if timeout >= http.request_timeout {
+                    return Err(invalid(
+                        "DATABASE_STATEMENT_TIMEOUT",
+                        format!(
+                            "a duration shorter than REQUEST_TIMEOUT ({}s), or 0s for none, not '{raw}'",
+                            http.request_timeout.as_secs()
+                        ),
+                    ));
+                }
+                (!timeout.is_zero()).then_some(timeout)
+            }
+        };
         let log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
             None if production => LogFormat::Json,
             None => LogFormat::Pretty,
@@ -455,6 +479,7 @@ impl Settings {
             public_url,
             web_url,
             database_url: Secret::new(database_url),
+            statement_timeout,
             data_dir,
             web_dir,
             jwt_secret,
@@ -1039,6 +1064,39 @@ mod tests {
         for (variable, bad) in [("MAX_CONNECTIONS", "0"), ("HEADER_READ_TIMEOUT", "0s")] {
             let vars = [base[0], base[1], (variable, bad)];
             assert_eq!(variable_of(settings(&vars).unwrap_err()), variable);
+        }
+    }
+
+    #[test]
+    fn the_statement_timeout_stays_below_the_request_deadline() {
+        let base = [("JWT_SECRET", JWT), ("TOKEN_ENCRYPTION_KEYS", KEYS)];
+        let timeout = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = base.to_vec();
+            vars.extend_from_slice(extra);
+            settings(&vars).map(|s| s.statement_timeout)
+        };
+        assert_eq!(timeout(&[]).unwrap(), Some(Duration::from_secs(10)));
+        assert_eq!(
+            timeout(&[
+                ("REQUEST_TIMEOUT", "4s"),
+                ("NOTION_TIMEOUT", "1s"),
+                ("PASSWORD_HASH_WAIT", "1s")
+            ])
+            .unwrap(),
+            Some(Duration::from_secs(2)),
+            "half the request deadline when that is short"
+        );
+        assert_eq!(
+            timeout(&[("DATABASE_STATEMENT_TIMEOUT", "30s")]).unwrap(),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            timeout(&[("DATABASE_STATEMENT_TIMEOUT", "0s")]).unwrap(),
+            None
+        );
+        for bad in ["60s", "2h", "soon"] {
+            let err = timeout(&[("DATABASE_STATEMENT_TIMEOUT", bad)]).unwrap_err();
+            assert_eq!(variable_of(err), "DATABASE_STATEMENT_TIMEOUT", "{bad}");
         }
     }
 

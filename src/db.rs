@@ -26,7 +26,12 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Opens the connection pool. For SQLite the database file's directory is created when missing.
-pub async fn connect(url: &Secret<String>) -> Result<DatabaseConnection, DbErr> {
+/// On PostgreSQL every statement is cancelled after `statement_timeout` (SQLite's equivalent is
+/// its fixed busy timeout).
+pub async fn connect(
+    url: &Secret<String>,
+    statement_timeout: Option<Duration>,
+) -> Result<DatabaseConnection, DbErr> {
     let url = url.expose();
     if let Some(dir) = sqlite_file(url).and_then(Path::parent) {
         create_private_dir(dir).map_err(|e| {
@@ -37,11 +42,11 @@ pub async fn connect(url: &Secret<String>) -> Result<DatabaseConnection, DbErr> 
         })?;
     }
 
-    Database::connect(connect_options(url)).await
+    Database::connect(connect_options(url, statement_timeout)).await
 }
 
 /// The pool's settings for `url`.
-fn connect_options(url: &str) -> ConnectOptions {
+fn connect_options(url: &str, statement_timeout: Option<Duration>) -> ConnectOptions {
     let sqlite = sqlite_url(url);
     let mut options = ConnectOptions::new(url.to_owned());
     options
@@ -61,6 +66,13 @@ fn connect_options(url: &str) -> ConnectOptions {
                 .foreign_keys(true)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
         });
+    if let Some(timeout) = statement_timeout {
+        // Set when each connection starts, so it costs no statement of its own.
+        let value = format!("{}ms", timeout.as_millis());
+        options.map_sqlx_postgres_opts(move |opts| {
+            opts.options([("statement_timeout", value.as_str())])
+        });
+    }
     if sqlite {
         // A pooled PostgreSQL connection is pinged before use, which finds one the server or
         // the network dropped. A SQLite connection is a thread in this process: the ping would
@@ -71,9 +83,13 @@ fn connect_options(url: &str) -> ConnectOptions {
     options
 }
 
-/// Applies every pending migration.
-pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
+/// Applies every pending migration, on connections of their own without a statement timeout:
+/// a migration may rewrite a large table, which takes as long as it takes.
+pub async fn migrate(url: &Secret<String>) -> Result<(), DbErr> {
+    let db = connect(url, None).await?;
+    let migrated = Migrator::up(&db, None).await;
+    db.close().await?;
+    migrated
 }
 
 /// Succeeds when the database answers a query that reads the schema, within
@@ -156,10 +172,10 @@ mod tests {
 
     #[test]
     fn only_postgres_connections_are_pinged_before_use() {
-        let sqlite = connect_options("sqlite://data/app.db?mode=rwc");
+        let sqlite = connect_options("sqlite://data/app.db?mode=rwc", None);
         assert!(!sqlite.get_test_before_acquire());
         assert_eq!(sqlite.get_max_connections(), Some(SQLITE_POOL_SIZE));
-        let postgres = connect_options("postgres://db/app");
+        let postgres = connect_options("postgres://db/app", None);
         assert!(postgres.get_test_before_acquire());
         assert_eq!(postgres.get_max_connections(), Some(POSTGRES_POOL_SIZE));
     }

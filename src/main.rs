@@ -125,13 +125,12 @@ fn main() -> ExitCode {
 async fn run(command: Option<Command>, settings: Settings) -> Result<(), Box<dyn Error>> {
     match command {
         Some(Command::Migrate) => {
-            let db = db::connect(&settings.database_url).await?;
-            db::migrate(&db).await?;
+            db::migrate(&settings.database_url).await?;
             tracing::info!("migrations are up to date");
         }
         Some(Command::RotateKeys) => {
-            let db = db::connect(&settings.database_url).await?;
-            db::migrate(&db).await?;
+            db::migrate(&settings.database_url).await?;
+            let db = db::connect(&settings.database_url, settings.statement_timeout).await?;
             let cipher = std::sync::Arc::new(TokenCipher::new(settings.token_keys.clone()));
             let store = ConnectionStore::new(db, cipher.clone());
             let done = store.reseal_with_primary_key(100, None).await?;
@@ -155,8 +154,8 @@ async fn run(command: Option<Command>, settings: Settings) -> Result<(), Box<dyn
             }
         }
         Some(Command::CreateUser { username, admin }) => {
-            let db = db::connect(&settings.database_url).await?;
-            db::migrate(&db).await?;
+            db::migrate(&settings.database_url).await?;
+            let db = db::connect(&settings.database_url, settings.statement_timeout).await?;
             let user = create_user(&db, &username, admin).await?;
             println!(
                 "created {} '{}' ({})",

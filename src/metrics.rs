@@ -390,10 +390,9 @@ mod tests {
     async fn connections_are_counted_at_most_every_fifteen_seconds_and_gone_ones_disappear() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
-        let db = crate::db::connect(&crate::secret::Secret::new(url))
-            .await
-            .unwrap();
-        crate::db::migrate(&db).await.unwrap();
+        let url = crate::secret::Secret::new(url);
+        crate::db::migrate(&url).await.unwrap();
+        let db = crate::db::connect(&url, None).await.unwrap();
         let name = crate::auth::Username::parse("counted").unwrap();
         let user = crate::store::users::create(&db, &name, "hash".into(), false)
             .await

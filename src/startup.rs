@@ -60,8 +60,8 @@ pub struct Application {
 impl Application {
     /// Connects to the database, runs pending migrations and binds the listener.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let db = db::connect(&settings.database_url).await?;
-        db::migrate(&db).await?;
+        db::migrate(&settings.database_url).await?;
+        let db = db::connect(&settings.database_url, settings.statement_timeout).await?;
         Self::build_with_db(settings, db).await
     }
 

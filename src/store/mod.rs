@@ -1,8 +1,9 @@
 //! Queries and mutations. Database errors are mapped here: a unique violation becomes
 //! [`StoreError::Conflict`], a database that cannot be reached or used right now (no connection
 //! within the pool's acquire timeout, a dropped connection, a lock held past SQLite's busy
-//! timeout) becomes [`StoreError::Unavailable`], and everything else stays a database error for
-//! the caller to log.
+//! timeout, a statement past PostgreSQL's `statement_timeout`) becomes
+//! [`StoreError::Unavailable`], and everything else stays a database error for the caller to
+//! log.
 
 pub mod connections;
 pub mod login_attempts;
@@ -83,8 +84,13 @@ fn is_unavailable(err: &DbErr) -> bool {
                     .is_ok_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 14))
             } else {
                 // PostgreSQL: connection exceptions, shutting down or not accepting connections
-                // yet, too many connections.
-                code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+                // yet, too many connections, a statement cancelled by `statement_timeout`, a
+                // lock not granted in time.
+                code.starts_with("08")
+                    || matches!(
+                        &*code,
+                        "57P01" | "57P02" | "57P03" | "53300" | "57014" | "55P03"
+                    )
             }
         }
         _ => false,

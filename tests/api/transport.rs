@@ -21,6 +21,7 @@ on_both_databases!(
     a_request_past_its_deadline_gets_503,
     ipv4_clients_of_a_dual_stack_listener_are_told_apart,
     cleartext_http2_is_refused_at_once_and_holds_no_slot,
+    a_statement_stuck_behind_a_lock_gives_up_long_before_the_request_deadline,
 );
 
 async fn connect(app: &TestApp) -> TcpStream {
@@ -183,6 +184,8 @@ async fn a_request_past_its_deadline_gets_503(backend: Backend) {
         vars.insert("REQUEST_TIMEOUT".into(), "2s".into());
         vars.insert("NOTION_TIMEOUT".into(), "1s".into());
         vars.insert("PASSWORD_HASH_WAIT".into(), "1s".into());
+        // PostgreSQL's own limit would answer first (see the next test).
+        vars.insert("DATABASE_STATEMENT_TIMEOUT".into(), "0s".into());
     })
     .await;
     // Another connection holds the users table, so creating an account has to wait.
@@ -279,4 +282,50 @@ async fn cleartext_http2_is_refused_at_once_and_holds_no_slot(backend: Backend) 
         .unwrap()
         .status();
     assert_eq!(status, 200);
+}
+
+async fn a_statement_stuck_behind_a_lock_gives_up_long_before_the_request_deadline(
+    backend: Backend,
+) {
+    let app = spawn_app_with(backend, |vars| {
+        vars.insert("REQUEST_TIMEOUT".into(), "30s".into());
+        vars.insert("DATABASE_STATEMENT_TIMEOUT".into(), "1s".into());
+    })
+    .await;
+    if backend == Backend::Postgres {
+        let shown = app
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                app.db.get_database_backend(),
+                "SHOW statement_timeout",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(shown.try_get_by_index::<String>(0).unwrap(), "1s");
+    }
+    let holder = Database::connect(app.database_url.as_str()).await.unwrap();
+    let lock = match backend {
+        Backend::Sqlite => "BEGIN EXCLUSIVE",
+        Backend::Postgres => "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE",
+    };
+    holder.execute_unprepared(lock).await.unwrap();
+
+    // PostgreSQL cancels the statement after DATABASE_STATEMENT_TIMEOUT; SQLite waits out its
+    // busy timeout (5 s). Either way the answer says the database is busy, long before the
+    // request deadline.
+    let started = Instant::now();
+    let response = app
+        .post_json(
+            "/api/v1/auth/register",
+            &json!({ "username": "waiting", "password": PASSWORD }),
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(response.headers()["retry-after"], "5");
+    assert_problem(response, 503, "service_unavailable").await;
+    assert!(took < Duration::from_secs(15), "{took:?}");
+
+    holder.execute_unprepared("ROLLBACK").await.unwrap();
+    assert_eq!(app.register("waited", PASSWORD).await.status(), 201);
 }
