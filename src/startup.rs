@@ -16,9 +16,12 @@ use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::{
     api,
-    config::Settings,
+    config::{AppEnv, Settings},
     db, housekeeping, http_policy, metrics,
-    notion::{NotionEndpoints, SANDBOX_PATH},
+    notion::{
+        NotionEndpoints, SANDBOX_PATH,
+        connections::{ConnectionError, KeyRingCheck},
+    },
     sandbox::Sandbox,
     secret::Secret,
     state::AppState,
@@ -41,6 +44,17 @@ pub enum StartupError {
     Random(#[source] getrandom::Error),
     #[error("password hashing")]
     Hasher(#[source] crate::auth::password::HashError),
+    #[error("checking TOKEN_ENCRYPTION_KEYS against the stored connections")]
+    KeyRingCheck(#[source] ConnectionError),
+    #[error(
+        "TOKEN_ENCRYPTION_KEYS opens none of the {sampled} newest stored connections (sealed with \
+         key id {}): set the key ring these were sealed with",
+        key_ids.join(", ")
+    )]
+    WrongKeyRing {
+        sampled: usize,
+        key_ids: Vec<String>,
+    },
     #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -127,6 +141,7 @@ impl Application {
             );
         }
         let state = AppState::new(settings, db, endpoints).map_err(StartupError::Hasher)?;
+        check_key_ring(&state).await?;
         Ok(Self {
             acceptor,
             port,
@@ -192,6 +207,29 @@ impl Application {
         revoker.abort();
         served
     }
+}
+
+/// Refuses to start in production with a key ring that opens none of the stored connections;
+/// in development, says so loudly and starts.
+async fn check_key_ring(state: &AppState) -> Result<(), StartupError> {
+    let checked = state
+        .connections
+        .store()
+        .check_key_ring()
+        .await
+        .map_err(StartupError::KeyRingCheck)?;
+    let KeyRingCheck::OpensNone { sampled, key_ids } = checked else {
+        return Ok(());
+    };
+    let wrong = StartupError::WrongKeyRing { sampled, key_ids };
+    if state.settings.env == AppEnv::Production {
+        return Err(wrong);
+    }
+    tracing::error!(
+        event = "key_ring_mismatch",
+        "{wrong}; every connection will show as unreadable"
+    );
+    Ok(())
 }
 
 /// The complete HTTP surface with its middleware.

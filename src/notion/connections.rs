@@ -460,6 +460,46 @@ impl ConnectionStore {
     }
 }
 
+/// What the key ring makes of the stored connections.
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyRingCheck {
+    /// No connection is stored.
+    Empty,
+    /// At least one of the newest connections opens.
+    Opens,
+    /// None of the `sampled` newest connections opens; they are sealed with `key_ids`.
+    OpensNone {
+        sampled: usize,
+        key_ids: Vec<String>,
+    },
+}
+
+/// Connections tried by [`ConnectionStore::check_key_ring`].
+const KEY_RING_SAMPLE: u64 = 20;
+
+impl ConnectionStore {
+    /// Tries the key ring on the newest stored connections. A ring that opens none of them is
+    /// almost certainly the wrong one (a typo, another deployment's keys, a key dropped before
+    /// `rotate-keys` finished), which would otherwise only show connection by connection, as
+    /// `unreadable`.
+    pub async fn check_key_ring(&self) -> Result<KeyRingCheck, ConnectionError> {
+        let rows = connections::newest(&self.db, KEY_RING_SAMPLE).await?;
+        if rows.is_empty() {
+            return Ok(KeyRingCheck::Empty);
+        }
+        if rows.iter().any(|row| self.access_token(row).is_ok()) {
+            return Ok(KeyRingCheck::Opens);
+        }
+        let mut key_ids: Vec<String> = rows.iter().map(|row| row.key_id.clone()).collect();
+        key_ids.sort();
+        key_ids.dedup();
+        Ok(KeyRingCheck::OpensNone {
+            sampled: rows.len(),
+            key_ids,
+        })
+    }
+}
+
 /// What a key rotation did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Resealed {

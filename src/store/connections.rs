@@ -210,6 +210,18 @@ pub(crate) async fn reseal(
 
 pub(crate) use notion_connection::Model as Connection;
 
+/// The `limit` most recently created connections (ids are time-ordered).
+pub(crate) async fn newest(
+    db: &impl ConnectionTrait,
+    limit: u64,
+) -> Result<Vec<Model>, StoreError> {
+    Ok(Entity::find()
+        .order_by_desc(Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
 pub(crate) async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Model>, StoreError> {
     Ok(Entity::find_by_id(id).unique(db).await?)
 }

@@ -8,12 +8,15 @@ use notion_connect::{
 };
 use sea_orm::{EntityTrait, QueryOrder};
 
-use crate::helpers::{Backend, TEST_KEYS, TestApp, on_both_databases, spawn_app};
+use notion_connect::{config::Settings, startup::Application};
+
+use crate::helpers::{Backend, TEST_KEYS, TestApp, on_both_databases, spawn_app, test_variables};
 
 on_both_databases!(
     rotation_interrupted_half_way_and_restarted_keeps_every_token_readable,
     the_rotate_keys_command_is_idempotent,
     a_damaged_row_is_skipped_and_the_rotation_finishes,
+    production_refuses_to_start_with_a_key_ring_that_opens_no_stored_connection,
 );
 
 fn new_ring() -> String {
@@ -191,4 +194,57 @@ async fn a_damaged_row_is_skipped_and_the_rotation_finishes(backend: Backend) {
         ["new", "test1", "new"],
         "the damaged row is left as it was"
     );
+}
+
+/// Starts (builds) the application on `app`'s database with `keys` as the key ring.
+async fn start_with_keys(
+    app: &TestApp,
+    env: &str,
+    keys: &str,
+) -> Result<Application, notion_connect::startup::StartupError> {
+    let mut vars = test_variables(app.dir.path());
+    for (name, value) in [
+        ("APP_ENV", env),
+        ("PUBLIC_URL", "https://connect.example.com"),
+        ("DATABASE_URL", app.database_url.as_str()),
+        ("TOKEN_ENCRYPTION_KEYS", keys),
+        ("NOTION_CLIENT_ID", "client-id"),
+        ("NOTION_CLIENT_SECRET", "client-secret"),
+    ] {
+        vars.insert(name.to_owned(), value.to_owned());
+    }
+    let settings = Settings::from_source(|name| vars.get(name).cloned()).unwrap();
+    Application::build(settings).await
+}
+
+async fn production_refuses_to_start_with_a_key_ring_that_opens_no_stored_connection(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let stranger = format!("other:{}", STANDARD.encode([7u8; 32]));
+    // Nothing stored yet: any ring will do.
+    assert!(start_with_keys(&app, "production", &stranger).await.is_ok());
+
+    connect_three(&app).await;
+    let refused = start_with_keys(&app, "production", &stranger).await;
+    let message = refused.err().expect("refused").to_string();
+    assert!(
+        message.starts_with("TOKEN_ENCRYPTION_KEYS opens none"),
+        "{message}"
+    );
+    assert!(message.contains("key id test1"), "{message}");
+    assert!(
+        !message.contains(&STANDARD.encode([7u8; 32])),
+        "no key in it"
+    );
+
+    // Development starts anyway (and says so loudly); so does production once the ring holds
+    // the key the connections were sealed with.
+    assert!(
+        start_with_keys(&app, "development", &stranger)
+            .await
+            .is_ok()
+    );
+    let both = format!("{stranger},{TEST_KEYS}");
+    assert!(start_with_keys(&app, "production", &both).await.is_ok());
 }
