@@ -54,6 +54,10 @@ pub(crate) fn openapi_service() -> OpenApiService<Api, ()> {
             "Connect Notion workspaces through OAuth, keep their tokens encrypted, and search \
              them. Every error is an `application/problem+json` document with a stable `code`.",
         )
+        .license(
+            poem_openapi::LicenseObject::new(env!("CARGO_PKG_LICENSE"))
+                .url("https://opensource.org/license/mit"),
+        )
         .server("/api/v1")
 }
 

@@ -28,6 +28,7 @@ pub(crate) fn document() -> &'static Document {
         let generated = service.spec();
         let mut spec: Value = serde_json::from_str(&generated).expect("the spec is JSON");
         add_layer_responses(&mut spec);
+        declare_public_operations(&mut spec);
         describe_handler_rules(&mut spec);
         add_links(&mut spec);
         mark_optional_properties_nullable(&mut spec);
@@ -104,7 +105,36 @@ fn add_layer_responses(spec: &mut Value) {
                     "A path parameter is malformed (`invalid_parameter`).",
                 );
             }
+            // The CORS layer, in front of every route.
+            add(
+                "403",
+                "The request came from a web page of an origin this server does not accept \
+                 (`origin_not_allowed`; only when `CORS_ALLOWED_ORIGINS` is set).",
+            );
+            // An operation whose every outcome is a redirect (the OAuth callback) still says
+            // what any other answer would be.
+            if !responses.keys().any(|status| status.starts_with('2')) {
+                responses
+                    .entry("default")
+                    .or_insert_with(|| problem("Any other status: a problem document."));
+            }
         }
+    }
+}
+
+/// Operations without a security requirement are public: say so explicitly (`security: []`),
+/// so that neither a reader nor a tool takes the absence for an oversight.
+fn declare_public_operations(spec: &mut Value) {
+    let Some(paths) = spec.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for operation in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|operations| operations.values_mut())
+        .filter_map(Value::as_object_mut)
+    {
+        operation.entry("security").or_insert_with(|| json!([]));
     }
 }
 
@@ -147,6 +177,10 @@ fn mark_optional_properties_nullable(spec: &mut Value) {
     else {
         return;
     };
+    let types: HashMap<String, Value> = schemas
+        .iter()
+        .filter_map(|(name, schema)| Some((name.clone(), schema.get("type")?.clone())))
+        .collect();
     for schema in schemas.values_mut() {
         let required: Vec<String> = schema
             .get("required")
@@ -162,8 +196,16 @@ fn mark_optional_properties_nullable(spec: &mut Value) {
             if required.contains(name) {
                 continue;
             }
-            // Keywords beside a `$ref` are ignored: wrap the reference to say it.
+            // Keywords beside a `$ref` are ignored: wrap the reference to say it, with the
+            // referenced schema's type, which `nullable` qualifies.
             if let Some(reference) = property.as_object_mut().and_then(|p| p.remove("$ref")) {
+                if let Some(kind) = reference
+                    .as_str()
+                    .and_then(|r| r.strip_prefix("#/components/schemas/"))
+                    .and_then(|name| types.get(name))
+                {
+                    property["type"] = kind.clone();
+                }
                 property["allOf"] = json!([{ "$ref": reference }]);
             }
             property["nullable"] = json!(true);

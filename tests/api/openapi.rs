@@ -84,3 +84,47 @@ fn every_operation_that_can_answer_401_declares_the_bearer_scheme() {
         "bearer"
     );
 }
+
+#[test]
+fn the_spec_states_what_linters_ask_for() {
+    let spec: serde_json::Value = serde_json::from_str(COMMITTED_SPEC).unwrap();
+    assert_eq!(spec["info"]["license"]["name"], "MIT");
+    let mut public = Vec::new();
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            // Security is explicit everywhere: public operations say `[]`.
+            let security = operation["security"].as_array().expect("security");
+            if security.is_empty() {
+                public.push(format!("{method} {path}"));
+            }
+            let statuses: Vec<&String> =
+                operation["responses"].as_object().unwrap().keys().collect();
+            assert!(
+                statuses
+                    .iter()
+                    .any(|s| s.starts_with('2') || *s == "default"),
+                "{method} {path}: {statuses:?}"
+            );
+            assert!(
+                statuses.iter().any(|s| s.starts_with('4')),
+                "{method} {path}: {statuses:?}"
+            );
+        }
+    }
+    public.sort();
+    assert_eq!(
+        public,
+        [
+            "get /info",
+            "get /notion/oauth/callback",
+            "post /auth/login",
+            "post /auth/logout",
+            "post /auth/refresh",
+            "post /auth/register",
+        ]
+    );
+    // `nullable` qualifies a type, also beside a reference.
+    let icon = &spec["components"]["schemas"]["SearchResult"]["properties"]["icon"];
+    assert_eq!(icon["nullable"], true);
+    assert_eq!(icon["type"], "object");
+}
