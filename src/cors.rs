@@ -24,7 +24,8 @@ const PREFLIGHT_MAX_AGE: &str = "600";
 
 /// Who may call the API from another origin.
 pub(crate) struct CorsPolicy {
-    own: HeaderValue,
+    /// `PUBLIC_URL`'s origin.
+    own: Option<HeaderValue>,
     allowed: Vec<HeaderValue>,
 }
 
@@ -32,8 +33,7 @@ impl CorsPolicy {
     pub(crate) fn new(settings: &Settings) -> Arc<Self> {
         let header = |origin: &str| HeaderValue::from_str(origin).ok();
         Arc::new(Self {
-            own: header(&settings.public_url.origin().ascii_serialization())
-                .unwrap_or(HeaderValue::from_static("null")),
+            own: header(&settings.public_url.origin().ascii_serialization()),
             allowed: settings
                 .cors_allowed_origins
                 .iter()
@@ -52,7 +52,7 @@ pub(crate) async fn apply<E: Endpoint>(
     let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
         return next.call(req).await.map(IntoResponse::into_response);
     };
-    if origin == policy.own || policy.allowed.is_empty() {
+    if policy.own.as_ref() == Some(&origin) || policy.allowed.is_empty() {
         return next.call(req).await.map(IntoResponse::into_response);
     }
     if !policy.allowed.contains(&origin) {

@@ -3,8 +3,10 @@
 //!
 //! A short tour:
 //! - [`config`] reads and validates every setting once; [`startup`] builds the application from
-//!   them (database, migrations, state, routes) for `main` and for the tests alike, and
-//!   [`http_policy`] wraps every request (body limit, security headers, content policies).
+//!   them (database, migrations, state, routes) for `main` and for the tests alike,
+//!   [`http_policy`] wraps every request (body limit, security headers, content policies),
+//!   [`cors`] answers cross-origin requests, and [`transport`] bounds connections (their number,
+//!   their idle and header deadlines, HTTP/1.1 only).
 //! - [`api`] holds the HTTP operations, one module per resource, assembled into one OpenAPI spec.
 //!   Handlers parse the request, call one domain function and map its outcome to a response.
 //! - [`error`] renders every failure as `application/problem+json`, logging a server error's

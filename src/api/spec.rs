@@ -374,7 +374,8 @@ mod tests {
             "paths": {
                 "/auth/login": { "post": { "requestBody": {}, "responses": { "200": {} } } },
                 "/connections/{id}": { "get": { "responses": { "200": {}, "404": {} } } },
-                "/me": { "get": { "responses": { "200": {} } } }
+                "/me": { "get": { "responses": { "200": {} } } },
+                "/callback": { "get": { "responses": { "303": {} } } }
             }
         });
         add_layer_responses(&mut spec);
@@ -389,12 +390,16 @@ mod tests {
         };
         assert_eq!(
             statuses("/paths/~1auth~1login/post/responses"),
-            ["200", "400", "408", "413", "415"]
+            ["200", "400", "403", "408", "413", "415"]
         );
         assert_eq!(
             statuses("/paths/~1connections~1{id}/get/responses"),
-            ["200", "404", "422"]
+            ["200", "403", "404", "422"]
         );
-        assert_eq!(statuses("/paths/~1me/get/responses"), ["200"]);
+        assert_eq!(statuses("/paths/~1me/get/responses"), ["200", "403"]);
+        assert_eq!(
+            statuses("/paths/~1callback/get/responses"),
+            ["303", "403", "default"]
+        );
     }
 }

@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::{
     helpers::{Backend, TestApp, on_both_databases, spawn_app, spawn_app_with},
     mock_notion::{MockNotion, TokenReply},
+    transport::closed_by_server,
 };
 
 on_both_databases!(
@@ -252,19 +253,6 @@ async fn metrics_are_not_served_unless_configured(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(elsewhere.status(), 404, "only /metrics is served there");
-}
-
-/// Whether the server closes `socket` (end of stream or reset) within `within`.
-async fn closed_by_server(socket: &mut tokio::net::TcpStream, within: Duration) -> bool {
-    let mut buffer = [0u8; 1024];
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, socket.read(&mut buffer)).await {
-            Err(_) => return false,
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => continue,
-        }
-    }
 }
 
 async fn the_metrics_listener_caps_connections_and_closes_stalled_ones(backend: Backend) {

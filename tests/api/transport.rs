@@ -31,7 +31,7 @@ async fn connect(app: &TestApp) -> TcpStream {
 }
 
 /// Whether the server has closed the connection (end of stream or reset) before `within`.
-async fn closed_by_server(socket: &mut TcpStream, within: Duration) -> bool {
+pub(crate) async fn closed_by_server(socket: &mut TcpStream, within: Duration) -> bool {
     let mut buffer = [0u8; 1024];
     let deadline = tokio::time::Instant::now() + within;
     loop {
@@ -179,6 +179,17 @@ async fn a_body_that_stops_arriving_gets_408(backend: Backend) {
     assert_eq!(app.register("patient", PASSWORD).await.status(), 201);
 }
 
+/// A connection of its own that holds the users table until it rolls back.
+async fn hold_the_users_table(app: &TestApp) -> sea_orm::DatabaseConnection {
+    let holder = Database::connect(app.database_url.as_str()).await.unwrap();
+    let lock = match app.backend {
+        Backend::Sqlite => "BEGIN EXCLUSIVE",
+        Backend::Postgres => "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE",
+    };
+    holder.execute_unprepared(lock).await.unwrap();
+    holder
+}
+
 async fn a_request_past_its_deadline_gets_503(backend: Backend) {
     let app = spawn_app_with(backend, |vars| {
         vars.insert("REQUEST_TIMEOUT".into(), "2s".into());
@@ -189,12 +200,7 @@ async fn a_request_past_its_deadline_gets_503(backend: Backend) {
     })
     .await;
     // Another connection holds the users table, so creating an account has to wait.
-    let holder = Database::connect(app.database_url.as_str()).await.unwrap();
-    let lock = match backend {
-        Backend::Sqlite => "BEGIN EXCLUSIVE",
-        Backend::Postgres => "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE",
-    };
-    holder.execute_unprepared(lock).await.unwrap();
+    let holder = hold_the_users_table(&app).await;
 
     let started = Instant::now();
     let response = app
@@ -304,12 +310,7 @@ async fn a_statement_stuck_behind_a_lock_gives_up_long_before_the_request_deadli
             .unwrap();
         assert_eq!(shown.try_get_by_index::<String>(0).unwrap(), "1s");
     }
-    let holder = Database::connect(app.database_url.as_str()).await.unwrap();
-    let lock = match backend {
-        Backend::Sqlite => "BEGIN EXCLUSIVE",
-        Backend::Postgres => "BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE",
-    };
-    holder.execute_unprepared(lock).await.unwrap();
+    let holder = hold_the_users_table(&app).await;
 
     // PostgreSQL cancels the statement after DATABASE_STATEMENT_TIMEOUT; SQLite waits out its
     // busy timeout (5 s). Either way the answer says the database is busy, long before the
