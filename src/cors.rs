@@ -13,7 +13,7 @@ use poem::{
     http::{HeaderValue, Method, StatusCode, header},
 };
 
-use crate::{config::Settings, error::ApiError};
+use crate::{api::problem::ApiError, config::Settings};
 
 /// The methods of the API's operations (`HEAD` wherever `GET` is).
 const METHODS: [Method; 4] = [Method::GET, Method::HEAD, Method::POST, Method::DELETE];
@@ -68,7 +68,7 @@ pub(crate) async fn apply<E: Endpoint>(
         match next.call(req).await {
             Ok(response) => response.into_response(),
             // Rendered here, so the page may read why it failed.
-            Err(err) => crate::error::render_error(err).await,
+            Err(err) => crate::api::problem::render_error(err).await,
         }
     };
     let headers = response.headers_mut();

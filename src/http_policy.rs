@@ -11,23 +11,24 @@ use poem::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::CatchPanic,
 };
+use poem_openapi::{OperationId, error::ParsePathError};
 use sha2::{Digest, Sha256};
 use std::{
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, OnceLock},
     time::Duration,
 };
 use tokio::io::AsyncReadExt;
 
 use crate::{
+    api::{
+        cookies::ResponseCookies,
+        problem::{ApiError, BODY_LIMIT},
+    },
     config::Settings,
     cors::{self, CorsPolicy},
-    error::ApiError,
     metrics::Metrics,
-    telemetry,
+    request_log,
 };
-
-/// Largest accepted request body. Every request body of this API is a small JSON document.
-pub(crate) const BODY_LIMIT: usize = 64 * 1024;
 
 /// Everything that is not the web app or the docs is data, never a document to render.
 const API_CSP: &str =
@@ -52,6 +53,7 @@ pub(crate) fn apply<E: Endpoint + 'static>(
     let limits = settings.http;
     let metrics = metrics.clone();
     endpoint
+        .around(name_path_parameters)
         .around(response_cookies)
         .around(move |next, req| read_body(next, req, limits.body_read_timeout))
         .around(move |next, req| deadline(next, req, limits.request_timeout))
@@ -62,11 +64,40 @@ pub(crate) fn apply<E: Endpoint + 'static>(
         )
         .around(move |next, req| cors::apply(next, req, cors.clone()))
         .around(move |next, req| security_headers(next, req, hsts))
-        .around(move |next, req| telemetry::log_request(next, req, metrics.clone()))
+        .around(move |next, req| request_log::log_request(next, req, metrics.clone()))
         .around(name_allowed_methods)
         // One allocation per request keeps the stack's type (and its future) shallow enough
         // for the compiler.
         .boxed()
+}
+
+/// poem-openapi names path parameters `param0`, `param1`, ... internally; an error about one
+/// names it as the route template (and the document) does.
+async fn name_path_parameters<E: Endpoint>(next: E, req: Request) -> Result<Response> {
+    let err = match next.call(req).await {
+        Ok(response) => return Ok(response.into_response()),
+        Err(err) => err,
+    };
+    let Some(parse) = err.downcast_ref::<ParsePathError>() else {
+        return Err(err);
+    };
+    let operation = err.data::<OperationId>().copied();
+    let documented = parse
+        .name
+        .strip_prefix("param")
+        .and_then(|n| n.parse::<usize>().ok())
+        .zip(operation)
+        .and_then(|(index, operation)| {
+            crate::api::spec::document()
+                .operations
+                .path_parameter(operation.0, index)
+        })
+        .unwrap_or(parse.name);
+    let mut named: poem::Error = ApiError::invalid_path_parameter(documented, &parse.reason).into();
+    if let Some(operation) = operation {
+        named.set_data(operation);
+    }
+    Err(named)
 }
 
 /// A 405 names the methods the path does accept, as RFC 9110 requires.
@@ -145,27 +176,12 @@ async fn read_body<E: Endpoint>(next: E, mut req: Request, within: Duration) -> 
     next.call(req).await.map(IntoResponse::into_response)
 }
 
-/// Cookies a handler sets beyond the one `Set-Cookie` header its response type declares
-/// (poem-openapi writes one value per header field).
-#[derive(Clone, Default)]
-pub(crate) struct ResponseCookies(Arc<Mutex<Vec<String>>>);
-
-impl ResponseCookies {
-    pub(crate) fn add(&self, set_cookie: String) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(set_cookie);
-    }
-}
-
 /// Gives each request a [`ResponseCookies`] and adds what the handler put there.
 async fn response_cookies<E: Endpoint>(next: E, mut req: Request) -> Result<Response> {
     let cookies = ResponseCookies::default();
     req.extensions_mut().insert(cookies.clone());
     let mut response = next.call(req).await?.into_response();
-    let added = std::mem::take(&mut *cookies.0.lock().unwrap_or_else(|p| p.into_inner()));
-    for cookie in added {
+    for cookie in cookies.take() {
         if let Ok(value) = HeaderValue::from_str(&cookie) {
             response.headers_mut().append(header::SET_COOKIE, value);
         }
@@ -195,7 +211,7 @@ pub(crate) async fn deadline<E: Endpoint>(
 async fn security_headers<E: Endpoint>(next: E, req: Request, hsts: bool) -> Result<Response> {
     let mut response = match next.call(req).await {
         Ok(response) => response.into_response(),
-        Err(err) => crate::error::render_error(err).await,
+        Err(err) => crate::api::problem::render_error(err).await,
     };
     let headers = response.headers_mut();
     set_default(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
@@ -338,12 +354,15 @@ mod tests {
         let routes = Route::new()
             .nest("/api", OpenApiService::new(Probe, "probe", "1"))
             .at("/panic", get(explode));
-        TestClient::new(apply(routes, &settings, &Metrics::for_api()))
+        TestClient::new(apply(routes, &settings, &Metrics::new()))
     }
 
     async fn problem_of(response: poem::test::TestResponse) -> (u16, serde_json::Value) {
         let status = response.0.status().as_u16();
-        assert_eq!(response.0.content_type(), Some(crate::error::PROBLEM_JSON));
+        assert_eq!(
+            response.0.content_type(),
+            Some(crate::api::problem::PROBLEM_JSON)
+        );
         let body = response.0.into_body().into_string().await.unwrap();
         (status, serde_json::from_str(&body).unwrap())
     }

@@ -11,14 +11,14 @@ use clap::{Parser, Subcommand};
 use notion_connect::{
     api,
     auth::{
-        Username,
+        Username, accounts,
         password::{Password, PasswordHasher},
     },
+    chain::Chain,
     config::Settings,
     crypto::{self, TokenCipher},
     db,
-    error::Chain,
-    notion::connections::ConnectionStore,
+    notion::vault::ConnectionVault,
     startup::Application,
     store, telemetry,
 };
@@ -132,8 +132,8 @@ async fn run(command: Option<Command>, settings: Settings) -> Result<(), Box<dyn
             db::migrate(&settings.database_url).await?;
             let db = db::connect(&settings.database_url, settings.statement_timeout).await?;
             let cipher = std::sync::Arc::new(TokenCipher::new(settings.token_keys.clone()));
-            let store = ConnectionStore::new(db, cipher.clone());
-            let done = store.reseal_with_primary_key(100, None).await?;
+            let vault = ConnectionVault::new(db, cipher.clone());
+            let done = vault.reseal_with_primary_key(100, None).await?;
             println!(
                 "re-encrypted {} connection(s) with key '{}'",
                 done.rewritten,
@@ -186,7 +186,7 @@ async fn create_user(
     let password = Password::parse(read_password()?, username.as_str())?;
     let hasher = PasswordHasher::new(1, Duration::from_secs(60))?;
     let hash = hasher.hash(password.expose()).await?;
-    match store::users::create(db, &username, hash, admin).await {
+    match accounts::create_user(db, &username, hash, admin).await {
         Ok(user) => Ok(user),
         Err(store::StoreError::Conflict) => {
             Err(format!("the username '{}' is taken", username.as_str()).into())

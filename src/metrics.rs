@@ -1,27 +1,22 @@
-//! Prometheus metrics, served at `GET /metrics` on their own listener (`METRICS_BIND_ADDR`).
+//! The Prometheus registry: what the service counts and measures. The metrics listener
+//! ([`crate::scrape`]) serves it at `GET /metrics`.
 //!
-//! Labels only ever hold values from small fixed sets: a route template (never a raw path), a
-//! method, a status, an outcome or error code, a key id. Nothing a client sends ends up in a label
-//! verbatim, so a scanner cannot blow up the number of series.
+//! Labels only ever hold values from small fixed sets: a route template (never a raw path, which
+//! the request log chooses), a method, a status, an outcome or error code, a key id. Nothing a
+//! client sends ends up in a label verbatim, so a scanner cannot blow up the number of series.
 //!
 //! Every application has its own [`Metrics`] (tests run several in one process).
 
 use std::{
+    future::Future,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use poem::{
-    Endpoint, EndpointExt, IntoResponse, Response, Route, get, handler,
-    http::{Method, StatusCode, header},
-    web::Data,
-};
+use poem::http::{Method, StatusCode};
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QuerySelect};
-
-use crate::{api::spec::Operations, entity::notion_connection, notion::SANDBOX_PATH};
 
 const NAMESPACE: &str = "notion_connect";
 
@@ -30,9 +25,6 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// The label of requests no route matched.
-const UNMATCHED: &str = "unmatched";
-
 /// How often the stored connections are counted for `notion_connections`. Counting is a GROUP BY
 /// over the whole table: scrapes in between show the last count, so however often (or however
 /// many at once) the listener is scraped, the database does this work at most this often.
@@ -40,8 +32,6 @@ const CONNECTION_COUNT_INTERVAL: Duration = Duration::from_secs(15);
 
 pub struct Metrics {
     registry: Registry,
-    /// The API's operations, for their route templates.
-    operations: &'static Operations,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     notion_requests: IntCounterVec,
@@ -90,12 +80,7 @@ impl NotionEndpoint {
 }
 
 impl Metrics {
-    /// Metrics labelled with the API's own route templates.
-    pub fn for_api() -> Arc<Self> {
-        Self::new(&crate::api::spec::document().operations)
-    }
-
-    fn new(operations: &'static Operations) -> Arc<Self> {
+    pub fn new() -> Arc<Self> {
         let registry = Registry::new();
         let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
         let histogram = |name: &str, help: &str| {
@@ -104,7 +89,6 @@ impl Metrics {
                 .buckets(LATENCY_BUCKETS.to_vec())
         };
         let metrics = Self {
-            operations,
             http_requests: IntCounterVec::new(
                 opts("http_requests_total", "HTTP requests answered, by route template and status."),
                 &["method", "route", "status"],
@@ -190,40 +174,21 @@ impl Metrics {
         Arc::new(metrics)
     }
 
-    /// Records an answered request: under its operation's route template when an API operation
-    /// answered it, else under `fixed_route` (from [`Metrics::fixed_route`]).
+    /// Records an answered request under `route`, a route template or another label from a
+    /// small fixed set.
     pub(crate) fn http_request(
         &self,
         method: &'static str,
-        fixed_route: &'static str,
-        operation: Option<&str>,
+        route: &str,
         status: StatusCode,
         took: Duration,
     ) {
-        let route = operation
-            .and_then(|id| self.operations.template(id))
-            .unwrap_or(fixed_route);
         self.http_requests
             .with_label_values(&[method, route, status.as_str()])
             .inc();
         self.http_duration
             .with_label_values(&[method, route])
             .observe(took.as_secs_f64());
-    }
-
-    /// The label of a request no API operation answers: one of the fixed routes outside the
-    /// API, `unmatched` under `/api/`, or the web app's `/`.
-    pub(crate) fn fixed_route(path: &str) -> &'static str {
-        match path {
-            "/healthz" => "/healthz",
-            "/readyz" => "/readyz",
-            "/api/v1/openapi.json" => "/api/v1/openapi.json",
-            _ if path == "/docs" || path.starts_with("/docs/") => "/docs",
-            _ if path.starts_with(SANDBOX_PATH) => SANDBOX_PATH,
-            _ if path.starts_with("/api/") => UNMATCHED,
-            // Everything else is the web app's (its files, or its index for client routes).
-            _ => "/",
-        }
     }
 
     /// Records one call to Notion and how long it took.
@@ -261,34 +226,18 @@ impl Metrics {
         self.logins.with_label_values(&[outcome.label()]).inc();
     }
 
-    /// Writes every metric in Prometheus' text format, counting the stored connections first
-    /// when the last count is older than [`CONNECTION_COUNT_INTERVAL`].
-    async fn render(&self, db: &DatabaseConnection) -> Result<String, String> {
-        self.count_connections(db, Instant::now()).await?;
-        TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .map_err(|e| format!("encoding metrics: {e}"))
-    }
-
-    /// Counts the stored connections by key and status, unless they were counted less than
-    /// [`CONNECTION_COUNT_INTERVAL`] before `now`. A failed count is tried again at the next
-    /// scrape.
-    async fn count_connections(&self, db: &DatabaseConnection, now: Instant) -> Result<(), String> {
+    /// Sets `notion_connections` to the counts `count` reads (key id, status, count), unless
+    /// they were read less than [`CONNECTION_COUNT_INTERVAL`] before `now`. Concurrent callers
+    /// wait for one count; a failed count is tried again by the next caller.
+    pub(crate) async fn count_connections<E, F>(&self, now: Instant, count: F) -> Result<(), E>
+    where
+        F: Future<Output = Result<Vec<(String, String, i64)>, E>>,
+    {
         let mut counted = self.connections_counted.lock().await;
         if counted.is_some_and(|at| now.saturating_duration_since(at) < CONNECTION_COUNT_INTERVAL) {
             return Ok(());
         }
-        let counts: Vec<(String, String, i64)> = notion_connection::Entity::find()
-            .select_only()
-            .column(notion_connection::Column::KeyId)
-            .column(notion_connection::Column::Status)
-            .column_as(notion_connection::Column::Id.count(), "count")
-            .group_by(notion_connection::Column::KeyId)
-            .group_by(notion_connection::Column::Status)
-            .into_tuple()
-            .all(db)
-            .await
-            .map_err(|e| format!("counting connections: {e}"))?;
+        let counts = count.await?;
         // Combinations that no longer exist must disappear rather than keep their last count.
         self.connections.reset();
         for (key_id, status, count) in counts {
@@ -298,6 +247,11 @@ impl Metrics {
         }
         *counted = Some(now);
         Ok(())
+    }
+
+    /// Every metric in Prometheus' text format.
+    pub(crate) fn encode(&self) -> Result<String, prometheus::Error> {
+        TextEncoder::new().encode_to_string(&self.registry.gather())
     }
 }
 
@@ -337,50 +291,15 @@ pub(crate) fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// The metrics listener's routes: `GET /metrics` and nothing else.
-pub(crate) fn routes(
-    metrics: Arc<Metrics>,
-    db: DatabaseConnection,
-) -> impl Endpoint<Output = Response> {
-    Route::new()
-        .at("/metrics", get(scrape))
-        .data(metrics)
-        .data(db)
-        .map_to_response()
-        .catch_error(|_: poem::error::MethodNotAllowedError| async {
-            Response::builder()
-                .status(StatusCode::METHOD_NOT_ALLOWED)
-                .header(header::ALLOW, "GET, HEAD")
-                .finish()
-        })
-}
-
-#[handler]
-async fn scrape(metrics: Data<&Arc<Metrics>>, db: Data<&DatabaseConnection>) -> Response {
-    match metrics.render(&db).await {
-        Ok(text) => Response::builder()
-            .content_type(prometheus::TEXT_FORMAT)
-            .header(header::CACHE_CONTROL, "no-store")
-            .body(text),
-        Err(cause) => {
-            tracing::error!(%cause, "rendering metrics failed");
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use sea_orm::TransactionTrait;
-
     use super::*;
-    use crate::store::connections::{SealedConnection, upsert};
 
     fn active_connections(metrics: &Metrics) -> Option<f64> {
-        let text = TextEncoder::new()
-            .encode_to_string(&metrics.registry.gather())
-            .unwrap();
-        text.lines()
+        metrics
+            .encode()
+            .unwrap()
+            .lines()
             .find(|line| line.starts_with("notion_connect_notion_connections{"))
             .and_then(|line| line.rsplit_once(' '))
             .and_then(|(_, value)| value.parse().ok())
@@ -388,61 +307,32 @@ mod tests {
 
     #[tokio::test]
     async fn connections_are_counted_at_most_every_fifteen_seconds_and_gone_ones_disappear() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
-        let url = crate::secret::Secret::new(url);
-        crate::db::migrate(&url).await.unwrap();
-        let db = crate::db::connect(&url, None).await.unwrap();
-        let name = crate::auth::Username::parse("counted").unwrap();
-        let user = crate::store::users::create(&db, &name, "hash".into(), false)
-            .await
-            .unwrap();
-        let txn = db.begin().await.unwrap();
-        let row = upsert(
-            &txn,
-            SealedConnection {
-                user_id: user.id,
-                bot_id: "bot".into(),
-                workspace_id: "ws".into(),
-                workspace_name: None,
-                workspace_icon: None,
-                owner: "{}".into(),
-                owner_email: None,
-                duplicated_template_id: None,
-                access_token: "sealed".into(),
-                refresh_token: None,
-                key_id: "k1".into(),
-            },
-        )
-        .await
-        .unwrap();
-        txn.commit().await.unwrap();
-
-        let metrics = Metrics::for_api();
+        let one = || async { Ok::<_, ()>(vec![("k1".to_owned(), "active".to_owned(), 1)]) };
+        let none = || async { Ok::<_, ()>(Vec::new()) };
+        let metrics = Metrics::new();
         let start = Instant::now();
-        metrics.count_connections(&db, start).await.unwrap();
+        metrics.count_connections(start, one()).await.unwrap();
         assert_eq!(active_connections(&metrics), Some(1.0));
 
-        crate::store::connections::delete_for_user(&db, user.id, row.id)
-            .await
-            .unwrap();
         let soon = start + CONNECTION_COUNT_INTERVAL - Duration::from_millis(1);
-        metrics.count_connections(&db, soon).await.unwrap();
+        metrics.count_connections(soon, none()).await.unwrap();
         assert_eq!(active_connections(&metrics), Some(1.0), "the last count");
 
-        metrics
-            .count_connections(&db, start + CONNECTION_COUNT_INTERVAL)
-            .await
-            .unwrap();
+        let failing = async { Err::<Vec<(String, String, i64)>, _>("database away") };
+        let later = start + CONNECTION_COUNT_INTERVAL;
+        assert!(metrics.count_connections(later, failing).await.is_err());
+        assert_eq!(
+            active_connections(&metrics),
+            Some(1.0),
+            "kept through a failure"
+        );
+        metrics.count_connections(later, none()).await.unwrap();
         assert_eq!(active_connections(&metrics), None, "no lingering count");
     }
 
     #[test]
-    fn requests_outside_the_api_are_labelled_by_fixed_routes_never_by_raw_path() {
-        assert_eq!(Metrics::fixed_route("/api/v1/no/such/thing"), UNMATCHED);
-        assert_eq!(Metrics::fixed_route("/docs/index.css"), "/docs");
-        assert_eq!(Metrics::fixed_route("/docsx"), "/");
-        assert_eq!(Metrics::fixed_route("/some/client/route"), "/");
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
         assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
     }
 }

@@ -17,12 +17,12 @@ use sea_orm::{DatabaseConnection, DbErr};
 use crate::{
     api,
     config::{AppEnv, Settings},
-    db, housekeeping, http_policy, metrics,
+    db, housekeeping, http_policy,
     notion::{
-        NotionEndpoints, SANDBOX_PATH,
-        connections::{ConnectionError, KeyRingCheck},
+        NotionEndpoints, SANDBOX_PATH, errors::ConnectionError, revoker, vault::KeyRingCheck,
     },
     sandbox::Sandbox,
+    scrape,
     secret::Secret,
     state::AppState,
     transport::{LimitedAcceptor, TransportLimits},
@@ -163,6 +163,12 @@ impl Application {
         &self.state
     }
 
+    /// Where the service reaches Notion, and with which client credentials (the sandbox's,
+    /// generated for this process, when the sandbox stands in for Notion).
+    pub fn notion_endpoints(&self) -> &NotionEndpoints {
+        self.state.connections.endpoints()
+    }
+
     /// Serves until `shutdown` completes, then stops accepting connections and lets in-flight
     /// requests finish (for up to 30 seconds).
     pub async fn run_until_stopped(
@@ -177,13 +183,13 @@ impl Application {
             "notion-connect is listening"
         );
         let sweeper = housekeeping::spawn(self.state.db.clone());
-        let revoker = crate::notion::revocations::spawn(self.state.connections.clone());
+        let revoker = revoker::spawn(self.state.connections.revoker());
         // The metrics listener stops when the service does.
         let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics_server = self.metrics.map(|(acceptor, port)| {
             tracing::info!(port, "metrics are served at /metrics");
             let request_timeout = self.state.settings.http.request_timeout;
-            let app = metrics::routes(self.state.metrics.clone(), self.state.db.clone())
+            let app = scrape::routes(self.state.metrics.clone(), self.state.db.clone())
                 .around(move |next, req| http_policy::deadline(next, req, request_timeout));
             tokio::spawn(
                 Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
@@ -214,7 +220,7 @@ impl Application {
 async fn check_key_ring(state: &AppState) -> Result<(), StartupError> {
     let checked = state
         .connections
-        .store()
+        .vault()
         .check_key_ring()
         .await
         .map_err(StartupError::KeyRingCheck)?;
@@ -242,7 +248,7 @@ pub(crate) fn routes(state: AppState) -> impl Endpoint<Output = Response> {
     let sandbox = state
         .settings
         .sandbox_enabled()
-        .then(|| Sandbox::new(state.notion.endpoints()).routes());
+        .then(|| Sandbox::new(state.connections.endpoints()).routes());
     let routes = Route::new()
         .at(
             "/api/v1/openapi.json",

@@ -18,7 +18,7 @@ use poem::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::{error::ApiError, http_policy::WEB_CSP};
+use crate::{api::problem::ApiError, http_policy::WEB_CSP};
 
 #[derive(rust_embed::Embed)]
 #[folder = "web/"]

@@ -14,13 +14,10 @@ use super::{
     ApiTags,
     auth::User,
     connections::{ConnectionStatus, status_of},
+    problem::{ApiError, Problem},
+    security::AdminAuth,
 };
-use crate::{
-    auth::AdminAuth,
-    error::{ApiError, Problem},
-    state::AppState,
-    store::{connections, users},
-};
+use crate::state::AppState;
 
 const DEFAULT_PAGE: u32 = 50;
 
@@ -84,7 +81,7 @@ impl AdminApi {
             return Ok(ListResponse::Invalid(invalid_cursor()));
         };
         let limit = limit.0.unwrap_or(DEFAULT_PAGE);
-        let rows = users::page(&state.db, after, u64::from(limit) + 1).await?;
+        let rows = state.accounts.page(after, u64::from(limit) + 1).await?;
         let (rows, next_cursor) = split_page(rows, limit, |user| user.id);
         Ok(ListResponse::Page(Json(Page {
             items: rows.iter().map(User::from).collect(),
@@ -117,19 +114,21 @@ impl AdminApi {
             return Ok(ListResponse::Invalid(invalid_cursor()));
         };
         let limit = limit.0.unwrap_or(DEFAULT_PAGE);
-        let rows = connections::page(&state.db, after, user_id.0, u64::from(limit) + 1).await?;
-        let (rows, next_cursor) = split_page(rows, limit, |row| row.id);
-        let owners = users::names(&state.db, rows.iter().map(|row| row.user_id)).await?;
-        let items = rows
-            .iter()
-            .map(|row| AdminConnection {
-                id: row.id,
-                user_id: row.user_id,
-                username: owners.get(&row.user_id).cloned().unwrap_or_default(),
-                workspace_id: row.workspace_id.clone(),
-                workspace_name: row.workspace_name.clone(),
-                status: status_of(row),
-                created_at: row.created_at,
+        let listed = state
+            .connections
+            .page(after, user_id.0, u64::from(limit) + 1)
+            .await?;
+        let (listed, next_cursor) = split_page(listed, limit, |listed| listed.row.id);
+        let items = listed
+            .into_iter()
+            .map(|listed| AdminConnection {
+                status: status_of(&listed.row),
+                id: listed.row.id,
+                user_id: listed.row.user_id,
+                username: listed.username,
+                workspace_id: listed.row.workspace_id,
+                workspace_name: listed.row.workspace_name,
+                created_at: listed.row.created_at,
             })
             .collect();
         Ok(ListResponse::Page(Json(Page { items, next_cursor })))

@@ -6,11 +6,13 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi, param::Path, payload::Jso
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::ApiTags;
+use super::{
+    ApiTags,
+    problem::{ApiError, Problem},
+    security::BearerAuth,
+};
 use crate::{
-    auth::BearerAuth,
-    error::{ApiError, Problem},
-    notion::connections::{ConnectionError, OwnedConnection},
+    notion::vault::OwnedConnection,
     state::AppState,
     store::connections::{self, Connection as Row},
 };
@@ -157,7 +159,7 @@ impl ConnectionsApi {
         auth: BearerAuth,
         state: Data<&AppState>,
     ) -> Result<ListResponse, ApiError> {
-        let owned = state.connections.store().list(auth.0.user.id).await?;
+        let owned = state.connections.list(auth.0.user.id).await?;
         let items = owned.into_iter().map(Connection::from).collect();
         Ok(ListResponse::Connections(Json(ConnectionList { items })))
     }
@@ -170,12 +172,10 @@ impl ConnectionsApi {
         state: Data<&AppState>,
         id: Path<Uuid>,
     ) -> Result<GetResponse, ApiError> {
-        Ok(
-            match state.connections.store().get(auth.0.user.id, id.0).await? {
-                Some(owned) => GetResponse::Connection(Json(owned.into())),
-                None => GetResponse::NotFound(not_found()),
-            },
-        )
+        Ok(match state.connections.get(auth.0.user.id, id.0).await? {
+            Some(owned) => GetResponse::Connection(Json(owned.into())),
+            None => GetResponse::NotFound(not_found()),
+        })
     }
 
     /// Disconnect a workspace
@@ -196,14 +196,5 @@ impl ConnectionsApi {
                 DeleteResponse::NotFound(not_found())
             },
         )
-    }
-}
-
-impl From<ConnectionError> for ApiError {
-    fn from(err: ConnectionError) -> Self {
-        match err {
-            ConnectionError::Store(store) => store.into(),
-            other => ApiError::internal(other),
-        }
     }
 }

@@ -6,7 +6,7 @@ use poem::{
 };
 use serde_json::{Value, json};
 
-use crate::{db, error::ApiError, state::AppState};
+use crate::{api::problem::ApiError, db, state::AppState};
 
 /// The process is up and serving HTTP.
 #[handler]

@@ -1,35 +1,23 @@
 //! Connecting a Notion workspace: the authorize URL, and the callback Notion sends the browser
-//! back to.
-//!
-//! The flow is bound three ways: the `state` (256 random bits, stored only as a hash, single use,
-//! ten minutes) names the user who started it; an HttpOnly cookie set with the authorize URL
-//! ties it to that user's browser; and the redirect target is fixed by configuration, never
-//! taken from the request.
-//!
-//! The state is claimed (marked consumed, atomically) before the code is exchanged, so a replayed
-//! or concurrent callback can never cause a second exchange, even across instances. The
-//! exchange is an HTTP call to Notion and no database lock is held over it. Afterwards one
-//! transaction deletes the claimed state and stores the connection: both happen or neither does,
-//! and a flow whose user was deleted meanwhile stores nothing.
+//! back to. The flow's rules are the connection service's ([`crate::notion::authorization`]);
+//! here, the flow's binding secret travels in an HttpOnly cookie, and the callback always ends
+//! with a redirect to the web app, never with a page of its own.
 
 use poem::{Request, web::Data};
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Query, payload::Json};
 use time::OffsetDateTime;
 
-use super::{ApiTags, cookies, set_cookie};
-use crate::{
-    auth::{BearerAuth, hash_token},
-    crypto::random_token,
-    error::{ApiError, Chain, Problem},
-    notion::{connections::Completed, oauth::ExchangeError},
-    state::AppState,
-    store::{StoreError, oauth_states},
+use super::{
+    ApiTags,
+    cookies::{cookies, set_cookie},
+    problem::{ApiError, Problem},
+    security::BearerAuth,
 };
+use crate::{notion::authorization::STATE_LIFETIME, state::AppState};
 
 /// The cookie that ties a flow to the browser that started it.
 const BINDING_COOKIE: &str = "nc_oauth_binding";
 const CALLBACK_PATH: &str = "/api/v1/notion/oauth/callback";
-const STATE_LIFETIME: time::Duration = time::Duration::minutes(10);
 
 /// Where to send the browser to connect a workspace.
 #[derive(Object)]
@@ -85,23 +73,19 @@ impl NotionOAuthApi {
         auth: BearerAuth,
         state: Data<&AppState>,
     ) -> Result<AuthorizeResponse, ApiError> {
-        let oauth_state = random_token::<32>().map_err(ApiError::internal)?;
-        let binding = random_token::<32>().map_err(ApiError::internal)?;
-        let expires_at = OffsetDateTime::now_utc() + STATE_LIFETIME;
-        oauth_states::insert(
-            &state.db,
-            auth.0.user.id,
-            hash_token(&oauth_state),
-            hash_token(&binding),
-            expires_at,
-        )
-        .await?;
-        let url = state.notion.authorize_url(&oauth_state);
-        let cookie = binding_cookie(&state, &binding, STATE_LIFETIME.whole_seconds());
+        let flow = state
+            .connections
+            .start_authorization(auth.0.user.id)
+            .await?;
+        let cookie = binding_cookie(
+            &state,
+            flow.binding.expose(),
+            STATE_LIFETIME.whole_seconds(),
+        );
         Ok(AuthorizeResponse::Ready(
             Json(AuthorizeUrl {
-                authorize_url: url.to_string(),
-                expires_at,
+                authorize_url: flow.authorize_url.to_string(),
+                expires_at: flow.expires_at,
             }),
             cookie,
         ))
@@ -120,16 +104,15 @@ impl NotionOAuthApi {
         #[oai(name = "state")] oauth_state: Query<Option<String>>,
         error: Query<Option<String>>,
     ) -> Result<CallbackResponse, ApiError> {
-        // A valid state is consumed whatever happens next, so it can never be replayed.
-        let flow = claim_state(&state, req, oauth_state.0.as_deref()).await;
+        let bindings = cookies(&state.settings, req, BINDING_COOKIE);
+        let callback = state
+            .connections
+            .finish_authorization(oauth_state.0.as_deref(), &bindings, code.0, error.0)
+            .await;
         // Only the callback of this browser's own flow may end it: a stray or forged callback
         // leaves the binding of a flow in progress alone.
-        let clear_binding = flow.is_ok().then(|| binding_cookie(&state, "", 0));
-        let outcome = finish(&state, flow, code.0, error.0).await;
-        state.metrics.oauth_callback(match outcome {
-            Ok(_) => "connected",
-            Err(code) => code.as_str(),
-        });
+        let clear_binding = callback.claimed.then(|| binding_cookie(&state, "", 0));
+        let outcome = callback.connected;
         let web = state.settings.web_url.as_str().trim_end_matches('/');
         let location = match outcome {
             Ok(connection_id) => format!("{web}/#/connections?connected={connection_id}"),
@@ -144,148 +127,6 @@ impl NotionOAuthApi {
     }
 }
 
-/// What the callback tells the web app when it fails.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CallbackError {
-    AccessDenied,
-    InvalidState,
-    ExchangeFailed,
-    NotionUnavailable,
-    /// Our own failure, such as an unreachable database; the cause is logged.
-    ServerError,
-}
-
-impl CallbackError {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Self::AccessDenied => "access_denied",
-            Self::InvalidState => "invalid_state",
-            Self::ExchangeFailed => "exchange_failed",
-            Self::NotionUnavailable => "notion_unavailable",
-            Self::ServerError => "server_error",
-        }
-    }
-}
-
-async fn finish(
-    state: &AppState,
-    flow: Result<Flow, CallbackError>,
-    code: Option<String>,
-    error: Option<String>,
-) -> Result<uuid::Uuid, CallbackError> {
-    if let Some(error) = error {
-        return Err(denied(&error));
-    }
-    let flow = flow?;
-    let code = code
-        .filter(|c| !c.is_empty())
-        .ok_or(CallbackError::ExchangeFailed)?;
-    let grant = state.notion.exchange(&code).await.map_err(|e| {
-        tracing::warn!(error = %Chain(&e), "Notion code exchange failed");
-        match e {
-            ExchangeError::Refused(_) => CallbackError::ExchangeFailed,
-            ExchangeError::Unavailable(_) => CallbackError::NotionUnavailable,
-        }
-    })?;
-    let completed = state
-        .connections
-        .complete_authorization(flow.state_id, flow.user_id, grant)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %Chain(&e), "storing a Notion connection failed");
-            CallbackError::ServerError
-        })?;
-    match completed {
-        Completed::Stored(id) => {
-            tracing::info!(connection_id = %id, user_id = %flow.user_id, "Notion workspace connected");
-            Ok(id)
-        }
-        Completed::UserGone => {
-            tracing::info!(user_id = %flow.user_id, "the user was deleted during a Notion authorization");
-            Err(CallbackError::InvalidState)
-        }
-    }
-}
-
-/// What an `error` from Notion's consent page means for the browser.
-fn denied(error: &str) -> CallbackError {
-    // The value comes from the query string: log only a tame prefix of it.
-    let logged: String = error
-        .chars()
-        .take(40)
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
-    tracing::info!(error = %logged, "Notion authorization ended without a code");
-    match error {
-        "access_denied" => CallbackError::AccessDenied,
-        "temporarily_unavailable" | "server_error" => CallbackError::NotionUnavailable,
-        _ => CallbackError::ExchangeFailed,
-    }
-}
-
-/// A flow whose state this callback has claimed.
-#[derive(Clone, Copy)]
-struct Flow {
-    state_id: uuid::Uuid,
-    user_id: uuid::Uuid,
-}
-
-fn server_error(doing: &'static str) -> impl Fn(StoreError) -> CallbackError + Copy {
-    move |e| {
-        tracing::error!(error = %Chain(&e), "{doing} failed");
-        CallbackError::ServerError
-    }
-}
-
-/// Checks and claims the state: it must exist, be unexpired and unclaimed, and come with the
-/// cookie of the browser that started the flow.
-async fn claim_state(
-    state: &AppState,
-    req: &Request,
-    oauth_state: Option<&str>,
-) -> Result<Flow, CallbackError> {
-    let rejected = |reason: &'static str, user_id: Option<uuid::Uuid>| {
-        tracing::warn!(
-            event = "oauth_state_rejected",
-            reason,
-            user_id = user_id.map(|id| id.to_string()),
-            "an OAuth callback was refused"
-        );
-        CallbackError::InvalidState
-    };
-    let Some(oauth_state) = oauth_state.filter(|s| !s.is_empty() && s.len() <= 128) else {
-        return Err(rejected("missing", None));
-    };
-    let Some(row) = oauth_states::find_by_hash(&state.db, &hash_token(oauth_state))
-        .await
-        .map_err(server_error("reading an OAuth state"))?
-    else {
-        return Err(rejected("unknown", None));
-    };
-    if row.consumed_at.is_some() {
-        return Err(rejected("used", Some(row.user_id)));
-    }
-    if row.expires_at <= OffsetDateTime::now_utc() {
-        return Err(rejected("expired", Some(row.user_id)));
-    }
-    let same_browser = cookies(&state.settings, req, BINDING_COOKIE)
-        .into_iter()
-        .any(|binding| constant_time_eq(&hash_token(binding), &row.binding_hash));
-    if !same_browser {
-        return Err(rejected("other_browser", Some(row.user_id)));
-    }
-    let claimed = oauth_states::claim(&state.db, row.id)
-        .await
-        .map_err(server_error("claiming an OAuth state"))?;
-    if !claimed {
-        return Err(rejected("used", Some(row.user_id)));
-    }
-    Ok(Flow {
-        state_id: row.id,
-        user_id: row.user_id,
-    })
-}
-
 /// SameSite=Lax: the callback is a top-level navigation from Notion, which Strict would strip.
 fn binding_cookie(state: &AppState, value: &str, max_age: i64) -> String {
     set_cookie(
@@ -296,12 +137,4 @@ fn binding_cookie(state: &AppState, value: &str, max_age: i64) -> String {
         max_age as u64,
         "Lax",
     )
-}
-
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }

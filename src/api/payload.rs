@@ -15,7 +15,7 @@ use poem_openapi::{
 };
 use serde::Serialize;
 
-use crate::error::ApiError;
+use crate::api::problem::ApiError;
 
 pub struct SerdeJson<T>(pub T);
 

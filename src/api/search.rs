@@ -9,13 +9,17 @@ use poem_openapi::{
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{ApiTags, connections::not_found, payload::SerdeJson, problem};
+use super::{
+    ApiTags,
+    connections::not_found,
+    payload::SerdeJson,
+    problem::{ApiError, Problem},
+    security::BearerAuth,
+};
 use crate::{
-    auth::BearerAuth,
-    error::{ApiError, Problem},
     notion::{
         client::NotionError,
-        connections::SearchError,
+        errors::SearchError,
         search::{
             Direction, Icon as RawIcon, Item, ObjectFilter, ObjectKind, ObjectType, SearchPage,
             SearchRequest, Sort,
@@ -231,7 +235,7 @@ impl From<SearchPage> for SearchResults {
 /// The answer for each way a search can fail; the service has logged Notion's failures.
 fn failure(error: SearchError) -> Result<SearchResponse, ApiError> {
     let notion_error = || {
-        SearchResponse::NotionError(problem(
+        SearchResponse::NotionError(Problem::json(
             StatusCode::BAD_GATEWAY,
             "notion_error",
             "Notion failed to answer the search; try again later.",
@@ -239,7 +243,7 @@ fn failure(error: SearchError) -> Result<SearchResponse, ApiError> {
     };
     Ok(match error {
         SearchError::NotFound => SearchResponse::NotFound(not_found()),
-        SearchError::NeedsReauth => SearchResponse::NeedsReauth(problem(
+        SearchError::NeedsReauth => SearchResponse::NeedsReauth(Problem::json(
             StatusCode::CONFLICT,
             "connection_needs_reauth",
             "Notion no longer accepts this connection; connect the workspace again.",
@@ -249,7 +253,7 @@ fn failure(error: SearchError) -> Result<SearchResponse, ApiError> {
                 .map_or(1, |d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
                 .max(1);
             SearchResponse::RateLimited(
-                problem(
+                Problem::json(
                     StatusCode::TOO_MANY_REQUESTS,
                     "notion_rate_limited",
                     "Notion's rate limit for this connection was reached; retry after Retry-After seconds.",
@@ -257,17 +261,17 @@ fn failure(error: SearchError) -> Result<SearchResponse, ApiError> {
                 seconds,
             )
         }
-        SearchError::Notion(NotionError::Timeout) => SearchResponse::NotionTimeout(problem(
+        SearchError::Notion(NotionError::Timeout) => SearchResponse::NotionTimeout(Problem::json(
             StatusCode::GATEWAY_TIMEOUT,
             "notion_timeout",
             "Notion did not answer in time; try again later.",
         )),
-        SearchError::InvalidCursor => SearchResponse::Invalid(problem(
+        SearchError::InvalidCursor => SearchResponse::Invalid(Problem::json(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_parameter",
             "Parameter `cursor`: not a cursor from a previous page of this search.",
         )),
-        SearchError::Undecryptable => SearchResponse::NeedsReauth(problem(
+        SearchError::Undecryptable => SearchResponse::NeedsReauth(Problem::json(
             StatusCode::CONFLICT,
             "connection_unreadable",
             "This connection's stored tokens can no longer be decrypted; connect the workspace \

@@ -1,22 +1,18 @@
-//! Accounts and authentication: usernames, passwords, access tokens, refresh tokens, throttling,
-//! and the bearer security schemes that hand handlers the current user.
+//! Accounts: the [`accounts`] service, and what it is made of: usernames, passwords, access
+//! tokens, refresh tokens, device cookies, throttling and the memory of live sessions.
 
+pub mod accounts;
 pub mod backoff;
 pub mod device;
 pub mod jwt;
 pub mod liveness;
 pub mod password;
 
-use poem::Request;
-use poem_openapi::{SecurityScheme, auth::Bearer};
 use sha2::{Digest, Sha256};
 
 use crate::{
     crypto::{hex, random_token},
-    error::ApiError,
     secret::Secret,
-    state::AppState,
-    store,
 };
 
 /// A username: 3 to 32 characters from `A-Z a-z 0-9 . _ -`, starting with a letter or digit.
@@ -80,62 +76,6 @@ impl RefreshToken {
 /// useless.
 pub fn hash_token(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
-}
-
-/// The authenticated caller.
-#[derive(Clone, Debug)]
-pub struct CurrentUser {
-    pub user: liveness::Account,
-}
-
-/// A JWT access token from `POST /auth/login` or `POST /auth/refresh`.
-#[derive(SecurityScheme)]
-#[oai(
-    rename = "bearerAuth",
-    ty = "bearer",
-    bearer_format = "JWT",
-    checker = "authenticate"
-)]
-pub struct BearerAuth(pub CurrentUser);
-
-/// The same bearer token, for operations that only administrators may use.
-#[derive(SecurityScheme)]
-#[oai(
-    rename = "bearerAuth",
-    ty = "bearer",
-    bearer_format = "JWT",
-    checker = "authenticate_admin"
-)]
-pub struct AdminAuth(pub CurrentUser);
-
-async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser> {
-    let state = req
-        .data::<AppState>()
-        .ok_or_else(|| ApiError::internal("application state is missing"))?;
-    let claims = state
-        .jwt
-        .verify(&bearer.token)
-        .map_err(|_| ApiError::Unauthorized)?;
-    let now = std::time::Instant::now();
-    if let Some(user) = state.live_sessions.get(claims.sub, claims.sid, now) {
-        return Ok(CurrentUser { user });
-    }
-    let user: liveness::Account =
-        store::sessions::user_of_live_family(&state.db, claims.sub, claims.sid)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or(ApiError::Unauthorized)?
-            .into();
-    state.live_sessions.remember(claims.sid, user.clone(), now);
-    Ok(CurrentUser { user })
-}
-
-async fn authenticate_admin(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser> {
-    let current = authenticate(req, bearer).await?;
-    if !current.user.is_admin {
-        return Err(ApiError::Forbidden.into());
-    }
-    Ok(current)
 }
 
 #[cfg(test)]

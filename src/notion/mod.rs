@@ -1,11 +1,14 @@
 //! Talking to Notion (or to the built-in sandbox, which answers the same way).
 
+pub mod authorization;
 pub mod client;
 pub mod connections;
+pub mod errors;
 pub mod oauth;
-pub mod revocations;
+pub mod refresher;
+pub mod revoker;
 pub mod search;
-pub mod tokens;
+pub mod vault;
 
 use std::{net::SocketAddr, time::Duration};
 

@@ -14,7 +14,7 @@ use url::Url;
 
 use super::NotionEndpoints;
 use crate::{
-    error::BoxError,
+    chain::BoxError,
     metrics::{Metrics, NotionEndpoint},
     secret::Secret,
 };

@@ -210,6 +210,22 @@ pub(crate) async fn reseal(
 
 pub(crate) use notion_connection::Model as Connection;
 
+/// How many connections are sealed with each key, by status: `(key_id, status, count)`.
+pub(crate) async fn count_by_key_and_status(
+    db: &impl ConnectionTrait,
+) -> Result<Vec<(String, String, i64)>, StoreError> {
+    Ok(Entity::find()
+        .select_only()
+        .column(Column::KeyId)
+        .column(Column::Status)
+        .column_as(Column::Id.count(), "count")
+        .group_by(Column::KeyId)
+        .group_by(Column::Status)
+        .into_tuple()
+        .all(db)
+        .await?)
+}
+
 /// The `limit` most recently created connections (ids are time-ordered).
 pub(crate) async fn newest(
     db: &impl ConnectionTrait,

@@ -14,8 +14,6 @@ pub mod users;
 
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Select, SqlErr};
 
-use crate::error::ApiError;
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A row with the same unique key exists already.
@@ -94,20 +92,5 @@ fn is_unavailable(err: &DbErr) -> bool {
             }
         }
         _ => false,
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Unavailable(_) => ApiError::unavailable(err),
-            _ => ApiError::internal(err),
-        }
-    }
-}
-
-impl From<DbErr> for ApiError {
-    fn from(err: DbErr) -> Self {
-        StoreError::Db(err).into()
     }
 }

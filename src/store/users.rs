@@ -6,19 +6,21 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{StoreError, UniqueRow};
-use crate::{auth::Username, entity::user};
+use crate::entity::user;
 
-pub async fn create(
+/// Creates an account: `username` as typed, `username_key` its case-insensitive key.
+pub(crate) async fn create(
     db: &impl ConnectionTrait,
-    username: &Username,
+    username: &str,
+    username_key: &str,
     password_hash: String,
     is_admin: bool,
 ) -> Result<user::Model, StoreError> {
     let now = OffsetDateTime::now_utc();
     let row = user::ActiveModel {
         id: Set(Uuid::now_v7()),
-        username: Set(username.as_str().to_owned()),
-        username_key: Set(username.key()),
+        username: Set(username.to_owned()),
+        username_key: Set(username_key.to_owned()),
         password_hash: Set(password_hash),
         is_admin: Set(is_admin),
         created_at: Set(now),

@@ -620,7 +620,7 @@ async fn admin_listing_pages_through_every_user_once(backend: Backend) {
         .password_hash;
     for i in 0..249 {
         let name = notion_connect::auth::Username::parse(&format!("user{i:03}")).unwrap();
-        notion_connect::store::users::create(&app.db, &name, hash.clone(), false)
+        notion_connect::auth::accounts::create_user(&app.db, &name, hash.clone(), false)
             .await
             .unwrap();
     }

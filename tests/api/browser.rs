@@ -578,9 +578,8 @@ async fn failures_are_explained_where_they_happen(backend: Backend) {
 
 async fn an_administrator_pages_through_users_and_connections(backend: Backend) {
     use notion_connect::{
-        auth::Username,
+        auth::{Username, accounts},
         entity::{notion_connection, user},
-        store::users,
     };
     use sea_orm::{ActiveValue::Set, EntityTrait};
 
@@ -610,7 +609,7 @@ async fn an_administrator_pages_through_users_and_connections(backend: Backend) 
         .unwrap();
     for i in 0..58 {
         let name = Username::parse(&format!("person{i:02}")).unwrap();
-        let person = users::create(&app.db, &name, hash.clone(), false)
+        let person = accounts::create_user(&app.db, &name, hash.clone(), false)
             .await
             .unwrap();
         if i < 54 {

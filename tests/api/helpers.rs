@@ -340,13 +340,7 @@ pub async fn spawn_app_with(
         .metrics_port()
         .map(|port| format!("http://127.0.0.1:{port}"));
     let db = app.state().db.clone();
-    let notion_client_secret = app
-        .state()
-        .notion
-        .endpoints()
-        .client_secret
-        .expose()
-        .clone();
+    let notion_client_secret = app.notion_endpoints().client_secret.expose().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use notion_connect::{
     crypto::{Binding, KeyRing, SealedField, TokenCipher},
     entity::notion_connection,
-    notion::connections::ConnectionStore,
+    notion::vault::ConnectionVault,
 };
 use sea_orm::{EntityTrait, QueryOrder};
 
@@ -70,7 +70,7 @@ async fn rotation_interrupted_half_way_and_restarted_keeps_every_token_readable(
     let before = open_all(&app, &original).await;
 
     let rotating = Arc::new(TokenCipher::new(KeyRing::parse(&new_ring()).unwrap()));
-    let store = ConnectionStore::new(app.db.clone(), rotating.clone());
+    let store = ConnectionVault::new(app.db.clone(), rotating.clone());
     // Stopped after one batch of one row, as if the process had been killed.
     assert_eq!(
         store
@@ -180,7 +180,7 @@ async fn a_damaged_row_is_skipped_and_the_rotation_finishes(backend: Backend) {
     damaged.update(&app.db).await.unwrap();
 
     let rotating = Arc::new(TokenCipher::new(KeyRing::parse(&new_ring()).unwrap()));
-    let store = ConnectionStore::new(app.db.clone(), rotating);
+    let store = ConnectionVault::new(app.db.clone(), rotating);
     let done = store.reseal_with_primary_key(1, None).await.unwrap();
     assert_eq!((done.rewritten, done.unreadable), (2, 1));
     let after = notion_connection::Entity::find()

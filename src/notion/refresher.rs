@@ -18,8 +18,10 @@ use uuid::Uuid;
 
 use super::{
     client::NotionError,
-    connections::{Connections, SearchError},
-    oauth::ExchangeError,
+    errors::SearchError,
+    oauth::{ExchangeError, NotionOAuth},
+    revoker::Revoker,
+    vault::ConnectionVault,
 };
 use crate::{secret::Secret, store::connections};
 
@@ -28,31 +30,53 @@ use crate::{secret::Secret, store::connections};
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 const LEASE_POLL: Duration = Duration::from_millis(100);
 
-/// Per-connection refresh mutexes of this process.
-#[derive(Default)]
-pub(crate) struct RefreshLocks(Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>);
+/// Refreshes connections' access tokens, one refresh per connection at a time.
+pub(crate) struct TokenRefresher {
+    vault: ConnectionVault,
+    oauth: Arc<NotionOAuth>,
+    /// Revokes the tokens of a refresh whose connection went away meanwhile.
+    revoker: Arc<Revoker>,
+    /// How long a refresh may wait for another instance's (`NOTION_TIMEOUT`).
+    wait: Duration,
+    /// Per-connection refresh mutexes of this process.
+    locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+}
 
-impl RefreshLocks {
-    fn get(&self, id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+impl TokenRefresher {
+    pub(crate) fn new(
+        vault: ConnectionVault,
+        oauth: Arc<NotionOAuth>,
+        revoker: Arc<Revoker>,
+        wait: Duration,
+    ) -> Self {
+        Self {
+            vault,
+            oauth,
+            revoker,
+            wait,
+            locks: Mutex::default(),
+        }
+    }
+
+    /// The mutex of connection `id`.
+    fn lock_of(&self, id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         // Forget locks nobody holds or waits for, so the map does not grow without bound.
         locks.retain(|_, lock| Arc::strong_count(lock) > 1);
         locks.entry(id).or_default().clone()
     }
-}
 
-impl Connections {
     /// Returns an access token newer than `rejected`: one another caller stored meanwhile, or a
     /// freshly refreshed one.
-    pub(super) async fn fresh_token(
+    pub(crate) async fn fresh_token(
         &self,
         id: Uuid,
         rejected: &Secret<String>,
     ) -> Result<Secret<String>, SearchError> {
-        let lock = self.refresh_locks().get(id);
+        let lock = self.lock_of(id);
         let _guard = lock.lock().await;
-        let deadline = Instant::now() + self.refresh_wait();
-        let store = self.store();
+        let deadline = Instant::now() + self.wait;
+        let store = &self.vault;
         let db = store.db();
         loop {
             let row = connections::find(db, id)
@@ -66,12 +90,12 @@ impl Connections {
                 return Ok(current);
             }
             let Some(refresh_token) = store.opened(&row, store.refresh_token(&row)).await? else {
-                self.oauth().metrics().token_refresh("no_refresh_token");
+                self.oauth.metrics().token_refresh("no_refresh_token");
                 connections::mark_needs_reauth(db, id).await?;
                 return Err(SearchError::NeedsReauth);
             };
             // Whole seconds, so the value reads back exactly on every database.
-            let until = (OffsetDateTime::now_utc() + self.refresh_wait() + LEASE_MARGIN)
+            let until = (OffsetDateTime::now_utc() + self.wait + LEASE_MARGIN)
                 .replace_nanosecond(0)
                 .unwrap_or_else(|_| OffsetDateTime::now_utc());
             if !connections::claim_refresh_lease(db, id, &row.access_token, until).await? {
@@ -82,7 +106,7 @@ impl Connections {
                 tokio::time::sleep(LEASE_POLL).await;
                 continue;
             }
-            return match self.oauth().refresh(&refresh_token).await {
+            return match self.oauth.refresh(&refresh_token).await {
                 Ok(grant) => {
                     let refresh = grant.refresh_token.as_ref().unwrap_or(&refresh_token);
                     let stored = store
@@ -91,7 +115,7 @@ impl Connections {
                     if !stored {
                         match connections::find(db, id).await? {
                             Some(now) if now.access_token == row.access_token => {
-                                self.oauth().metrics().token_refresh("lease_lost");
+                                self.oauth.metrics().token_refresh("lease_lost");
                                 // The lease ran out and someone else holds it now: what they
                                 // store wins, and the connection is not blamed.
                                 tracing::warn!(connection_id = %id, "the refresh lease was lost; the refreshed tokens were discarded");
@@ -99,12 +123,14 @@ impl Connections {
                             now => {
                                 // The connection was deleted, or authorized again, while Notion
                                 // refreshed it: nobody keeps the new token, so it is revoked.
-                                self.oauth().metrics().token_refresh("orphaned");
+                                self.oauth.metrics().token_refresh("orphaned");
                                 let kept = now.as_ref().is_some_and(|now| {
                                     store.holds_access_token(now, &grant.access_token)
                                 });
                                 if !kept {
-                                    self.revoke_unkept(&row, &grant.access_token).await?;
+                                    self.revoker
+                                        .revoke_unkept(&row, &grant.access_token)
+                                        .await?;
                                 }
                                 tracing::info!(connection_id = %id, "the connection changed during a refresh; the refreshed token will be revoked");
                                 if now.is_none() {
@@ -114,19 +140,19 @@ impl Connections {
                         }
                         continue;
                     }
-                    self.oauth().metrics().token_refresh("refreshed");
+                    self.oauth.metrics().token_refresh("refreshed");
                     tracing::info!(connection_id = %id, "refreshed a Notion access token");
                     Ok(grant.access_token)
                 }
                 Err(ExchangeError::Refused(code)) => {
-                    self.oauth().metrics().token_refresh("refused");
+                    self.oauth.metrics().token_refresh("refused");
                     tracing::warn!(connection_id = %id, %code, "Notion refused the refresh token");
                     connections::mark_needs_reauth(db, id).await?;
                     Err(SearchError::NeedsReauth)
                 }
                 Err(e) => {
-                    self.oauth().metrics().token_refresh("failed");
-                    tracing::warn!(connection_id = %id, error = %crate::error::Chain(&e), "refreshing failed");
+                    self.oauth.metrics().token_refresh("failed");
+                    tracing::warn!(connection_id = %id, error = %crate::chain::Chain(&e), "refreshing failed");
                     let _ = connections::release_refresh_lease(db, id, until).await;
                     Err(SearchError::Refresh(e))
                 }

@@ -19,14 +19,19 @@ use std::{sync::Arc, time::Duration};
 
 use time::OffsetDateTime;
 
+use tokio::sync::Notify;
+
 use super::{
-    connections::Connections,
-    oauth::{RevokeError, RevokeVerdict},
+    errors::ConnectionError,
+    oauth::{NotionOAuth, RevokeError, RevokeVerdict},
+    vault::ConnectionVault,
 };
 use crate::{
+    chain::Chain,
+    crypto::SealedField,
     entity::pending_revocation,
-    error::Chain,
-    store::{StoreError, revocations},
+    secret::Secret,
+    store::{StoreError, connections::Connection, revocations},
 };
 
 /// How often the worker looks for due revocations when nothing wakes it earlier.
@@ -59,17 +64,56 @@ pub struct Revoked {
     pub given_up: usize,
 }
 
-impl Connections {
+/// Sends queued revocations to Notion: the worker of one instance.
+pub(crate) struct Revoker {
+    vault: ConnectionVault,
+    oauth: Arc<NotionOAuth>,
+    /// Wakes the worker when something was queued.
+    queued: Notify,
+}
+
+impl Revoker {
+    pub(crate) fn new(vault: ConnectionVault, oauth: Arc<NotionOAuth>) -> Self {
+        Self {
+            vault,
+            oauth,
+            queued: Notify::new(),
+        }
+    }
+
+    /// Tells the worker that a revocation was queued (after its transaction committed).
+    pub(crate) fn wake(&self) {
+        self.queued.notify_one();
+    }
+
+    /// Queues the revocation of `token`, an access token Notion issued for `row`'s connection
+    /// that no row keeps: the connection was deleted, or authorized again, while the token was
+    /// being refreshed.
+    pub(crate) async fn revoke_unkept(
+        &self,
+        row: &Connection,
+        token: &Secret<String>,
+    ) -> Result<(), ConnectionError> {
+        let sealed = self
+            .vault
+            .seal(row, SealedField::AccessToken, token.expose())?;
+        let key_id = self.vault.primary_key_id();
+        revocations::queue_sealed(self.vault.db(), row.user_id, &row.bot_id, sealed, key_id)
+            .await?;
+        self.wake();
+        Ok(())
+    }
+
     /// Sends every revocation that is due, once.
     pub async fn revoke_due(&self) -> Result<Revoked, StoreError> {
-        let db = self.store().db();
+        let db = self.vault.db();
         let mut done = Revoked::default();
         for row in revocations::due(db, BATCH).await? {
             let now = OffsetDateTime::now_utc();
             if !revocations::claim(db, &row, now + pause_after(row.attempts + 1)).await? {
                 continue;
             }
-            let metrics = self.oauth().metrics();
+            let metrics = self.oauth.metrics();
             match self.attempt(&row).await {
                 Ok(ended) => {
                     revocations::delete(db, row.id).await?;
@@ -117,17 +161,17 @@ impl Connections {
     /// One attempt at a revocation: how it ended, or why it has not.
     async fn attempt(&self, row: &pending_revocation::Model) -> Result<Ended, AttemptError> {
         let token = self
-            .store()
+            .vault
             .open_revocation(row)
             .map_err(AttemptError::Undecryptable)?;
-        let refused = match self.oauth().revoke(&token).await {
+        let refused = match self.oauth.revoke(&token).await {
             Ok(()) => return Ok(Ended::Revoked),
             Err(refused) => refused,
         };
         match refused.verdict() {
             RevokeVerdict::TokenInvalid => Ok(Ended::AlreadyInvalid),
             RevokeVerdict::Retry => Err(AttemptError::Notion(refused)),
-            RevokeVerdict::Ambiguous => match self.oauth().introspect(&token).await {
+            RevokeVerdict::Ambiguous => match self.oauth.introspect(&token).await {
                 Ok(false) => Ok(Ended::AlreadyInvalid),
                 Ok(true) => Err(AttemptError::StillActive(refused)),
                 Err(unknown) => Err(AttemptError::Unconfirmed { refused, unknown }),
@@ -145,7 +189,7 @@ enum Ended {
 #[derive(Debug, thiserror::Error)]
 enum AttemptError {
     #[error("the token cannot be decrypted")]
-    Undecryptable(#[source] super::connections::ConnectionError),
+    Undecryptable(#[source] ConnectionError),
     #[error("Notion did not confirm")]
     Notion(#[source] RevokeError),
     #[error("Notion refused the revocation of a token it still accepts")]
@@ -169,10 +213,10 @@ impl AttemptError {
 
 /// Runs the revocation worker until the returned task is aborted: a pass at start-up, then one
 /// every [`POLL`] or as soon as something is queued.
-pub(crate) fn spawn(connections: Arc<Connections>) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn(revoker: Arc<Revoker>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            match connections.revoke_due().await {
+            match revoker.revoke_due().await {
                 Ok(done) if done != Revoked::default() => {
                     tracing::info!(?done, "sent pending revocations")
                 }
@@ -181,7 +225,7 @@ pub(crate) fn spawn(connections: Arc<Connections>) -> tokio::task::JoinHandle<()
             }
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
-                _ = connections.revocation_queued() => {}
+                _ = revoker.queued.notified() => {}
             }
         }
     })

@@ -17,30 +17,24 @@ use poem_openapi::{
         AuthorizationError, ContentTypeError, ParseParamError, ParsePathError,
         ParseRequestPayloadError,
     },
+    payload::Json,
     registry::{MetaMediaType, MetaResponse, MetaResponses, Registry},
     types::Type,
 };
 use serde::Serialize;
 
+use crate::{
+    auth::{accounts::AccountError, password::HashError},
+    chain::{BoxError, Chain},
+    notion::{authorization::StartError, errors::ConnectionError},
+    store::StoreError,
+};
+
 pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 
-/// Any cause, kept with its own causes for the log.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// Shows an error with every cause behind it: `outer: inner: innermost`. For logs only.
-pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut cause = self.0.source();
-        while let Some(error) = cause {
-            write!(f, ": {error}")?;
-            cause = error.source();
-        }
-        Ok(())
-    }
-}
+/// Largest accepted request body (`http_policy` enforces it). Every request body of this API is
+/// a small JSON document.
+pub(crate) const BODY_LIMIT: usize = 64 * 1024;
 
 /// An RFC 9457 problem document. `code` is stable and meant for programs; `title` and `detail`
 /// are for people and may change.
@@ -71,6 +65,12 @@ impl Problem {
             detail,
             code: code.to_owned(),
         }
+    }
+
+    /// A problem body for an operation's own response enum, titled after its status.
+    pub(crate) fn json(status: StatusCode, code: &str, detail: &str) -> Json<Self> {
+        let title = status.canonical_reason().unwrap_or("Error");
+        Json(Self::new(status, code, title, Some(detail.to_owned())))
     }
 
     pub(crate) fn into_response(self) -> Response {
@@ -134,6 +134,14 @@ impl ApiError {
 
     pub(crate) fn unavailable(cause: impl Into<BoxError>) -> Self {
         Self::Unavailable(cause.into())
+    }
+
+    /// A path parameter that did not parse; `name` as the route template names it.
+    pub(crate) fn invalid_path_parameter(name: &str, reason: &str) -> Self {
+        Self::Validation {
+            code: "invalid_parameter",
+            detail: format!("Path parameter `{name}`: {reason}"),
+        }
     }
 
     pub(crate) fn problem(&self) -> Problem {
@@ -291,6 +299,61 @@ impl ApiResponse for ApiError {
     }
 }
 
+// What the layers below report, as the API reports it.
+
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> Self {
+        match err {
+            AccountError::Store(store) => store.into(),
+            AccountError::Hash(hash) => hash.into(),
+            AccountError::Connections(connections) => connections.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<StartError> for ApiError {
+    fn from(err: StartError) -> Self {
+        match err {
+            StartError::Store(store) => store.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => ApiError::unavailable(err),
+            _ => ApiError::internal(err),
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        StoreError::Db(err).into()
+    }
+}
+
+impl From<HashError> for ApiError {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Busy => ApiError::unavailable(err),
+            _ => ApiError::internal(err),
+        }
+    }
+}
+
+impl From<ConnectionError> for ApiError {
+    fn from(err: ConnectionError) -> Self {
+        match err {
+            ConnectionError::Store(store) => store.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
 /// Turns any error that reaches the top of the stack into a problem response, logging the cause
 /// of server errors exactly once.
 pub(crate) async fn render_error(err: poem::Error) -> Response {
@@ -333,42 +396,18 @@ fn classify(err: poem::Error) -> ApiError {
             detail: format!("Parameter `{}`: {}", e.name, e.reason),
         };
     }
+    // Named as the route template names it by `http_policy` before it gets here.
     if let Some(e) = err.downcast_ref::<ParsePathError>() {
-        return ApiError::Validation {
-            code: "invalid_parameter",
-            detail: format!(
-                "Path parameter `{}`: {}",
-                documented_path_parameter(&err, e.name),
-                e.reason
-            ),
-        };
+        return ApiError::invalid_path_parameter(e.name, &e.reason);
     }
     match err.status() {
         StatusCode::NOT_FOUND => ApiError::NotFound,
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
-            limit: crate::http_policy::BODY_LIMIT,
-        },
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: BODY_LIMIT },
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
         status if status.is_client_error() => ApiError::OtherClientError(status),
         _ => ApiError::internal(err.to_string()),
     }
-}
-
-/// poem-openapi names path parameters `param0`, `param1`, ... internally; the document names
-/// them as the route template does.
-fn documented_path_parameter<'a>(err: &'a poem::Error, internal: &'a str) -> &'a str {
-    let index = internal
-        .strip_prefix("param")
-        .and_then(|n| n.parse::<usize>().ok());
-    err.data::<poem_openapi::OperationId>()
-        .zip(index)
-        .and_then(|(operation, index)| {
-            crate::api::spec::document()
-                .operations
-                .path_parameter(operation.0, index)
-        })
-        .unwrap_or(internal)
 }
 
 #[cfg(test)]
