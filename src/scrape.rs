@@ -10,7 +10,11 @@ use poem::{
 };
 use sea_orm::DatabaseConnection;
 
-use crate::{chain::Chain, metrics::Metrics, store::connections};
+use crate::{
+    chain::Chain,
+    metrics::Metrics,
+    store::{StoreError, connections},
+};
 
 /// The listener's routes.
 pub(crate) fn routes(
@@ -32,9 +36,16 @@ pub(crate) fn routes(
 
 #[handler]
 async fn scrape(metrics: Data<&Arc<Metrics>>, db: Data<&DatabaseConnection>) -> Response {
-    let counted = metrics
-        .count_connections(Instant::now(), connections::count_by_key_and_status(db.0))
-        .await;
+    let counts = async {
+        let counts = connections::count_by_key_and_status(db.0).await?;
+        Ok::<_, StoreError>(
+            counts
+                .into_iter()
+                .map(|(key_id, status, count)| (key_id, status.as_str().to_owned(), count))
+                .collect(),
+        )
+    };
+    let counted = metrics.count_connections(Instant::now(), counts).await;
     if let Err(e) = counted {
         tracing::error!(error = %Chain(&e), "counting connections for the metrics failed");
         return StatusCode::SERVICE_UNAVAILABLE.into_response();

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{
     ApiTags,
     auth::User,
-    connections::{ConnectionStatus, status_of},
+    connections::ConnectionStatus,
     problem::{ApiError, Problem},
     security::AdminAuth,
 };
@@ -122,7 +122,7 @@ impl AdminApi {
         let items = listed
             .into_iter()
             .map(|listed| AdminConnection {
-                status: status_of(&listed.row),
+                status: listed.row.status.into(),
                 id: listed.row.id,
                 user_id: listed.row.user_id,
                 username: listed.username,

@@ -12,9 +12,8 @@ use super::{
     security::BearerAuth,
 };
 use crate::{
-    notion::vault::OwnedConnection,
-    state::AppState,
-    store::connections::{self, Connection as Row},
+    notion::vault::OwnedConnection, state::AppState,
+    store::connections::ConnectionStatus as StoredStatus,
 };
 
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +46,8 @@ pub struct ConnectionOwner {
 
 /// A connected Notion workspace.
 #[derive(Object, Clone, Debug)]
-pub struct Connection {
+#[oai(rename = "Connection")]
+pub struct ConnectionView {
     pub id: Uuid,
     pub workspace_id: String,
     pub workspace_name: Option<String>,
@@ -64,9 +64,19 @@ pub struct Connection {
     pub last_used_at: Option<OffsetDateTime>,
 }
 
-impl From<OwnedConnection> for Connection {
-    fn from(OwnedConnection { row, owner }: OwnedConnection) -> Self {
-        let status = status_of(&row);
+impl From<OwnedConnection> for ConnectionView {
+    fn from(
+        OwnedConnection {
+            row,
+            owner,
+            readable,
+        }: OwnedConnection,
+    ) -> Self {
+        let status = if readable {
+            row.status.into()
+        } else {
+            ConnectionStatus::Unreadable
+        };
         let user = owner.user.unwrap_or_default();
         Self {
             id: row.id,
@@ -94,17 +104,18 @@ impl From<OwnedConnection> for Connection {
     }
 }
 
-pub(crate) fn status_of(row: &Row) -> ConnectionStatus {
-    match row.status.as_str() {
-        connections::NEEDS_REAUTH => ConnectionStatus::NeedsReauth,
-        connections::UNREADABLE => ConnectionStatus::Unreadable,
-        _ => ConnectionStatus::Active,
+impl From<StoredStatus> for ConnectionStatus {
+    fn from(stored: StoredStatus) -> Self {
+        match stored {
+            StoredStatus::Active => Self::Active,
+            StoredStatus::NeedsReauth => Self::NeedsReauth,
+        }
     }
 }
 
 #[derive(Object)]
 pub struct ConnectionList {
-    pub items: Vec<Connection>,
+    pub items: Vec<ConnectionView>,
 }
 
 #[derive(ApiResponse)]
@@ -121,7 +132,7 @@ pub enum ListResponse {
 #[derive(ApiResponse)]
 pub enum GetResponse {
     #[oai(status = 200)]
-    Connection(Json<Connection>),
+    Connection(Json<ConnectionView>),
     /// No valid access token (`unauthorized`).
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
@@ -160,7 +171,7 @@ impl ConnectionsApi {
         state: Data<&AppState>,
     ) -> Result<ListResponse, ApiError> {
         let owned = state.connections.list(auth.0.user.id).await?;
-        let items = owned.into_iter().map(Connection::from).collect();
+        let items = owned.into_iter().map(ConnectionView::from).collect();
         Ok(ListResponse::Connections(Json(ConnectionList { items })))
     }
 

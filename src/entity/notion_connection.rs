@@ -20,13 +20,33 @@ pub struct Model {
     pub refresh_token: Option<String>,
     /// The key the ciphertexts above were sealed with.
     pub key_id: String,
-    /// `active` or `needs_reauth`.
-    pub status: String,
+    pub status: ConnectionStatus,
     pub created_at: TimeDateTimeWithTimeZone,
     pub updated_at: TimeDateTimeWithTimeZone,
     pub last_used_at: Option<TimeDateTimeWithTimeZone>,
     /// While set and in the future, one instance is refreshing the tokens.
     pub refreshing_until: Option<TimeDateTimeWithTimeZone>,
+}
+
+/// Whether Notion still accepts a connection's tokens, as far as the service knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum ConnectionStatus {
+    #[sea_orm(string_value = "active")]
+    Active,
+    /// Notion refused its tokens and they could not be refreshed: connecting again fixes it.
+    #[sea_orm(string_value = "needs_reauth")]
+    NeedsReauth,
+}
+
+impl ConnectionStatus {
+    /// As stored, and as metrics label it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::NeedsReauth => "needs_reauth",
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

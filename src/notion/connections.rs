@@ -45,7 +45,7 @@ pub(crate) struct Callback {
 
 /// A connection with the name of its owner, for administrators.
 pub(crate) struct ListedConnection {
-    pub row: connections::Connection,
+    pub row: connections::ConnectionRow,
     pub username: String,
 }
 
@@ -206,7 +206,7 @@ impl ConnectionService {
         let row = connections::find_for_user(self.vault.db(), user_id, id)
             .await?
             .ok_or(SearchError::NotFound)?;
-        if row.status == connections::NEEDS_REAUTH {
+        if row.status == connections::ConnectionStatus::NeedsReauth {
             return Err(SearchError::NeedsReauth);
         }
         let (token, _) = self.vault.opened(&row, self.vault.open_all(&row)).await?;

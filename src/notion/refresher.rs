@@ -23,7 +23,10 @@ use super::{
     revoker::Revoker,
     vault::ConnectionVault,
 };
-use crate::{secret::Secret, store::connections};
+use crate::{
+    secret::Secret,
+    store::connections::{self, ConnectionStatus},
+};
 
 /// How much longer than the longest refresh call (`NOTION_TIMEOUT`) a lease lasts. A holder
 /// that dies mid-way blocks refreshes of its connection for that long.
@@ -82,7 +85,7 @@ impl TokenRefresher {
             let row = connections::find(db, id)
                 .await?
                 .ok_or(SearchError::NeedsReauth)?;
-            if row.status == connections::NEEDS_REAUTH {
+            if row.status == ConnectionStatus::NeedsReauth {
                 return Err(SearchError::NeedsReauth);
             }
             let current = store.opened(&row, store.access_token(&row)).await?;

@@ -31,7 +31,7 @@ use crate::{
     crypto::SealedField,
     entity::pending_revocation,
     secret::Secret,
-    store::{StoreError, connections::Connection, revocations},
+    store::{StoreError, connections::ConnectionRow, revocations},
 };
 
 /// How often the worker looks for due revocations when nothing wakes it earlier.
@@ -91,7 +91,7 @@ impl Revoker {
     /// being refreshed.
     pub(crate) async fn revoke_unkept(
         &self,
-        row: &Connection,
+        row: &ConnectionRow,
         token: &Secret<String>,
     ) -> Result<(), ConnectionError> {
         let sealed = self

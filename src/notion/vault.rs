@@ -21,15 +21,18 @@ use crate::{
     entity::pending_revocation,
     secret::Secret,
     store::{
-        connections::{self, Connection, SealedConnection},
+        connections::{self, ConnectionRow, SealedConnection},
         revocations,
     },
 };
 
 /// A connection as its owner may see it: the row, and the owner with the e-mail unsealed.
 pub(crate) struct OwnedConnection {
-    pub row: Connection,
+    pub row: ConnectionRow,
     pub owner: Owner,
+    /// False while a sealed value of the row does not open (a key left the ring, or the row
+    /// was altered): the connection cannot be used until it is connected again.
+    pub readable: bool,
 }
 
 /// The stored half: rows and the cipher that seals their secrets.
@@ -55,7 +58,7 @@ impl ConnectionVault {
 
     pub(super) fn seal(
         &self,
-        row: &Connection,
+        row: &ConnectionRow,
         field: SealedField,
         plain: &str,
     ) -> Result<String, ConnectionError> {
@@ -66,7 +69,7 @@ impl ConnectionVault {
 
     fn open(
         &self,
-        row: &Connection,
+        row: &ConnectionRow,
         field: SealedField,
         sealed: &str,
     ) -> Result<Secret<String>, ConnectionError> {
@@ -79,7 +82,10 @@ impl ConnectionVault {
             })
     }
 
-    pub(crate) fn access_token(&self, row: &Connection) -> Result<Secret<String>, ConnectionError> {
+    pub(crate) fn access_token(
+        &self,
+        row: &ConnectionRow,
+    ) -> Result<Secret<String>, ConnectionError> {
         self.open(row, SealedField::AccessToken, &row.access_token)
     }
 
@@ -87,7 +93,7 @@ impl ConnectionVault {
     /// the row is then marked unreadable.
     pub(crate) async fn opened<T>(
         &self,
-        row: &Connection,
+        row: &ConnectionRow,
         opened: Result<T, ConnectionError>,
     ) -> Result<T, SearchError> {
         match opened {
@@ -120,7 +126,7 @@ impl ConnectionVault {
 
     pub(crate) fn refresh_token(
         &self,
-        row: &Connection,
+        row: &ConnectionRow,
     ) -> Result<Option<Secret<String>>, ConnectionError> {
         row.refresh_token
             .as_deref()
@@ -132,7 +138,7 @@ impl ConnectionVault {
     /// value of it opens.
     pub(crate) fn open_all(
         &self,
-        row: &Connection,
+        row: &ConnectionRow,
     ) -> Result<(Secret<String>, Option<Secret<String>>), ConnectionError> {
         let access = self.access_token(row)?;
         self.refresh_token(row)?;
@@ -146,8 +152,9 @@ impl ConnectionVault {
 
     /// The row with its owner. A row with a sealed value that does not open is shown as
     /// unreadable, without its e-mail, instead of failing the request.
-    async fn owned(&self, mut row: Connection) -> Result<OwnedConnection, ConnectionError> {
+    async fn owned(&self, row: ConnectionRow) -> Result<OwnedConnection, ConnectionError> {
         let mut owner: Owner = serde_json::from_str(&row.owner).unwrap_or_default();
+        let mut readable = true;
         match self.open_all(&row) {
             Ok((_, Some(email))) => {
                 let user = owner.user.get_or_insert_with(Default::default);
@@ -157,17 +164,21 @@ impl ConnectionVault {
             Ok((_, None)) => {}
             Err(error @ ConnectionError::Unreadable { .. }) => {
                 self.report_unreadable(&row, &error);
-                row.status = connections::UNREADABLE.to_owned();
+                readable = false;
             }
             Err(other) => return Err(other),
         }
-        Ok(OwnedConnection { row, owner })
+        Ok(OwnedConnection {
+            row,
+            owner,
+            readable,
+        })
     }
 
     /// Reports that a row's secrets do not open, once per row and process. The row is not
     /// changed: if a key was only missing from the ring, putting it back makes the row work
     /// again; otherwise connecting the workspace again replaces its secrets.
-    pub(crate) fn report_unreadable(&self, row: &Connection, error: &ConnectionError) {
+    pub(crate) fn report_unreadable(&self, row: &ConnectionRow, error: &ConnectionError) {
         let first = {
             let mut reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
             if reported.len() >= MAX_REPORTED {
@@ -211,7 +222,7 @@ impl ConnectionVault {
     }
 
     /// Whether `row` holds exactly `token` as its access token.
-    pub(crate) fn holds_access_token(&self, row: &Connection, token: &Secret<String>) -> bool {
+    pub(crate) fn holds_access_token(&self, row: &ConnectionRow, token: &Secret<String>) -> bool {
         self.access_token(row)
             .is_ok_and(|held| held.expose() == token.expose())
     }
@@ -261,7 +272,7 @@ impl ConnectionVault {
     /// still held and the row still has the tokens it was refreshed from. False otherwise.
     pub(crate) async fn store_refreshed(
         &self,
-        row: &Connection,
+        row: &ConnectionRow,
         lease: OffsetDateTime,
         access: &Secret<String>,
         refresh: &Secret<String>,
@@ -381,7 +392,7 @@ impl ConnectionVault {
     /// The row's sealed values, opened and sealed again with the first key.
     fn resealed(
         &self,
-        row: &Connection,
+        row: &ConnectionRow,
     ) -> Result<(String, Option<String>, Option<String>), ConnectionError> {
         let reseal = |field, sealed: &str| {
             let plain = self.open(row, field, sealed)?;

@@ -8,11 +8,7 @@ use uuid::Uuid;
 use super::{StoreError, UniqueRow};
 use crate::entity::notion_connection::{self, ActiveModel, Column, Entity, Model};
 
-pub(crate) const ACTIVE: &str = "active";
-pub(crate) const NEEDS_REAUTH: &str = "needs_reauth";
-/// Never stored: what a row is shown as while a sealed value of it does not open (a key left
-/// the ring, or the row was altered). Connecting the workspace again replaces everything.
-pub(crate) const UNREADABLE: &str = "unreadable";
+pub(crate) use notion_connection::ConnectionStatus;
 
 /// Everything about a connection except its identity and timestamps, with secrets already
 /// encrypted.
@@ -51,7 +47,7 @@ pub(crate) async fn upsert(
         access_token: Set(sealed.access_token),
         refresh_token: Set(sealed.refresh_token),
         key_id: Set(sealed.key_id),
-        status: Set(ACTIVE.to_owned()),
+        status: Set(ConnectionStatus::Active),
         created_at: Set(now),
         updated_at: Set(now),
         last_used_at: Set(None),
@@ -208,12 +204,13 @@ pub(crate) async fn reseal(
     Ok(result.rows_affected == 1)
 }
 
-pub(crate) use notion_connection::Model as Connection;
+/// A stored connection, as the database holds it (its secrets sealed).
+pub(crate) use notion_connection::Model as ConnectionRow;
 
 /// How many connections are sealed with each key, by status: `(key_id, status, count)`.
 pub(crate) async fn count_by_key_and_status(
     db: &impl ConnectionTrait,
-) -> Result<Vec<(String, String, i64)>, StoreError> {
+) -> Result<Vec<(String, ConnectionStatus, i64)>, StoreError> {
     Ok(Entity::find()
         .select_only()
         .column(Column::KeyId)
@@ -306,7 +303,7 @@ pub(crate) async fn store_refreshed(
         .col_expr(Column::AccessToken, refreshed.access_token.into())
         .col_expr(Column::RefreshToken, Some(refreshed.refresh_token).into())
         .col_expr(Column::KeyId, refreshed.key_id.into())
-        .col_expr(Column::Status, ACTIVE.into())
+        .col_expr(Column::Status, ConnectionStatus::Active.as_str().into())
         .col_expr(Column::UpdatedAt, OffsetDateTime::now_utc().into())
         .col_expr(
             Column::RefreshingUntil,
@@ -325,7 +322,10 @@ pub(crate) async fn mark_needs_reauth(
     id: Uuid,
 ) -> Result<(), StoreError> {
     Entity::update_many()
-        .col_expr(Column::Status, NEEDS_REAUTH.into())
+        .col_expr(
+            Column::Status,
+            ConnectionStatus::NeedsReauth.as_str().into(),
+        )
         .col_expr(Column::UpdatedAt, OffsetDateTime::now_utc().into())
         .col_expr(
             Column::RefreshingUntil,

@@ -467,7 +467,7 @@ async fn an_expired_token_is_refreshed_once_for_many_concurrent_searches(backend
         after.refresh_token, before.refresh_token,
         "the rotated refresh token is stored"
     );
-    assert_eq!(after.status, "active");
+    assert_eq!(after.status.as_str(), "active");
     assert_eq!(after.refreshing_until, None, "the lease is released");
     let until = time::OffsetDateTime::now_utc() + time::Duration::seconds(30);
     assert!(
@@ -646,7 +646,7 @@ async fn refreshed_tokens_are_stored_only_while_the_lease_is_held(backend: Backe
     assert_eq!(after.access_token, before.access_token);
     assert_eq!(after.refresh_token, before.refresh_token);
     assert_eq!(after.refreshing_until, Some(theirs), "their lease stands");
-    assert_eq!(after.status, "active");
+    assert_eq!(after.status.as_str(), "active");
     assert_eq!(
         status, 504,
         "it waited for the other holder until its deadline"
