@@ -177,66 +177,171 @@ impl Settings {
 
     /// Builds settings from any variable lookup; tests pass a map.
     pub fn from_source(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let vars = Vars(lookup);
+        let env = vars.read("APP_ENV", AppEnv::Development, |raw| match raw {
+            "development" => Ok(AppEnv::Development),
+            "production" => Ok(AppEnv::Production),
+            other => Err(invalid(
+                "APP_ENV",
+                format!("'development' or 'production', not '{other}'"),
+            )),
+        })?;
+        let addresses = Addresses::read(&vars, env)?;
+        let storage = Storage::read(&vars)?;
+        let mut generated_secrets = Vec::new();
+        let (jwt_secret, token_keys) =
+            read_secrets(&vars, env, &storage.data_dir, &mut generated_secrets)?;
+        let notion = NotionSettings::read(&vars, env)?;
+        let accounts = AccountSettings::read(&vars, env)?;
+        let http = HttpLimits::read(&vars, notion.timeout, accounts.password_hash_wait)?;
+        let statement_timeout = read_statement_timeout(&vars, http.request_timeout)?;
+        let log_format = vars.read(
+            "LOG_FORMAT",
+            if env == AppEnv::Production {
+                LogFormat::Json
+            } else {
+                LogFormat::Pretty
+            },
+            |raw| match raw {
+                "pretty" => Ok(LogFormat::Pretty),
+                "json" => Ok(LogFormat::Json),
+                other => Err(invalid(
+                    "LOG_FORMAT",
+                    format!("'pretty' or 'json', not '{other}'"),
+                )),
+            },
+        )?;
+        Ok(Self {
+            env,
+            bind_addr: addresses.bind_addr,
+            metrics_bind_addr: addresses.metrics_bind_addr,
+            public_url: addresses.public_url,
+            web_url: addresses.web_url,
+            database_url: Secret::new(storage.database_url),
+            statement_timeout,
+            data_dir: storage.data_dir,
+            web_dir: storage.web_dir,
+            jwt_secret,
+            token_keys,
+            notion,
+            allow_registration: accounts.allow_registration,
+            cors_allowed_origins: accounts.cors_allowed_origins,
+            access_token_ttl: accounts.access_token_ttl,
+            auth_rate_limit: accounts.auth_rate_limit,
+            trusted_proxies: accounts.trusted_proxies,
+            password_hash_concurrency: accounts.password_hash_concurrency,
+            password_hash_wait: accounts.password_hash_wait,
+            http,
+            log_format,
+            generated_secrets,
+        })
+    }
 
-        let env = match get("APP_ENV").as_deref().map(str::trim) {
-            None | Some("development") => AppEnv::Development,
-            Some("production") => AppEnv::Production,
-            Some(other) => {
-                return Err(invalid(
-                    "APP_ENV",
-                    format!("'development' or 'production', not '{other}'"),
-                ));
-            }
-        };
-        let production = env == AppEnv::Production;
+    /// True when the built-in Notion stand-in replaces Notion.
+    pub(crate) fn sandbox_enabled(&self) -> bool {
+        self.notion.credentials.is_none()
+    }
+}
 
-        let bind_addr = match get("BIND_ADDR") {
-            None => SocketAddr::from(([127, 0, 0, 1], 8000)),
-            Some(raw) => raw.trim().parse().map_err(|_| {
-                invalid(
-                    "BIND_ADDR",
-                    format!("an IP address and port such as 127.0.0.1:8000, not '{raw}'"),
-                )
-            })?,
-        };
+/// The variables, as the readers below see them: an empty value counts as unset.
+struct Vars<F>(F);
 
-        let metrics_bind_addr: Option<SocketAddr> = match get("METRICS_BIND_ADDR") {
-            None => None,
-            Some(raw) => Some(raw.trim().parse().map_err(|_| {
-                invalid(
-                    "METRICS_BIND_ADDR",
-                    format!("an IP address and port such as 127.0.0.1:9100, not '{raw}'"),
-                )
-            })?),
-        };
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// `default` when `name` is unset, else what `parse` makes of its trimmed value.
+    fn read<T>(
+        &self,
+        name: &str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, ConfigError>,
+    ) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => parse(raw.trim()),
+        }
+    }
+}
+
+/// Where the service listens and is reached.
+struct Addresses {
+    bind_addr: SocketAddr,
+    metrics_bind_addr: Option<SocketAddr>,
+    public_url: Url,
+    web_url: Url,
+}
+
+impl Addresses {
+    fn read(
+        vars: &Vars<impl Fn(&str) -> Option<String>>,
+        env: AppEnv,
+    ) -> Result<Self, ConfigError> {
+        let bind_addr = vars.read(
+            "BIND_ADDR",
+            SocketAddr::from(([127, 0, 0, 1], 8000)),
+            |raw| {
+                raw.parse().map_err(|_| {
+                    invalid(
+                        "BIND_ADDR",
+                        format!("an IP address and port such as 127.0.0.1:8000, not '{raw}'"),
+                    )
+                })
+            },
+        )?;
+        let metrics_bind_addr: Option<SocketAddr> =
+            vars.read("METRICS_BIND_ADDR", None, |raw| {
+                raw.parse().map(Some).map_err(|_| {
+                    invalid(
+                        "METRICS_BIND_ADDR",
+                        format!("an IP address and port such as 127.0.0.1:9100, not '{raw}'"),
+                    )
+                })
+            })?;
         if metrics_bind_addr.is_some_and(|addr| addr == bind_addr && addr.port() != 0) {
             return Err(invalid(
                 "METRICS_BIND_ADDR",
                 "an address other than BIND_ADDR's",
             ));
         }
-
-        let public_url = match get("PUBLIC_URL") {
-            None if production => {
+        let public_url = match vars.get("PUBLIC_URL") {
+            None if env == AppEnv::Production => {
                 return Err(required("PUBLIC_URL", "the https origin of the service"));
             }
             None => Url::parse("http://localhost:8000").expect("valid default URL"),
             Some(raw) => parse_public_url(&raw, env)?,
         };
-        let web_url = match get("WEB_URL") {
+        let web_url = match vars.get("WEB_URL") {
             None => public_url.clone(),
             Some(raw) => parse_http_url("WEB_URL", &raw, env)?,
         };
+        Ok(Self {
+            bind_addr,
+            metrics_bind_addr,
+            public_url,
+            web_url,
+        })
+    }
+}
 
-        let data_dir = PathBuf::from(get("DATA_DIR").unwrap_or_else(|| "data".to_owned()));
-        let web_dir = get("WEB_DIR").map(PathBuf::from);
+/// Where data lives.
+struct Storage {
+    data_dir: PathBuf,
+    web_dir: Option<PathBuf>,
+    database_url: String,
+}
+
+impl Storage {
+    fn read(vars: &Vars<impl Fn(&str) -> Option<String>>) -> Result<Self, ConfigError> {
+        let data_dir = PathBuf::from(vars.get("DATA_DIR").unwrap_or_else(|| "data".to_owned()));
+        let web_dir = vars.get("WEB_DIR").map(PathBuf::from);
         if let Some(dir) = &web_dir
             && !dir.join("index.html").is_file()
         {
             return Err(invalid("WEB_DIR", "a directory that contains index.html"));
         }
-        let database_url = match get("DATABASE_URL") {
+        let database_url = match vars.get("DATABASE_URL") {
             None => format!(
                 "sqlite://{}?mode=rwc",
                 data_dir.join("notion-connect.db").display()
@@ -250,50 +355,75 @@ impl Settings {
                 raw
             }
         };
+        Ok(Self {
+            data_dir,
+            web_dir,
+            database_url,
+        })
+    }
+}
 
-        let mut generated_secrets = Vec::new();
-        let jwt_secret = match get("JWT_SECRET") {
-            Some(raw) => parse_jwt_secret("JWT_SECRET", &raw)?,
-            None if production => {
-                return Err(required(
-                    "JWT_SECRET",
-                    "at least 32 random bytes, base64-encoded",
-                ));
-            }
-            None => {
-                let raw = load_or_generate(
-                    "JWT_SECRET",
-                    &data_dir.join(JWT_SECRET_FILE),
-                    &mut generated_secrets,
-                    || {
-                        crate::crypto::random_bytes::<48>()
-                            .map(|bytes| Secret::new(STANDARD.encode(bytes)))
-                    },
-                )?;
-                parse_jwt_secret("JWT_SECRET", raw.expose())?
-            }
-        };
+/// `JWT_SECRET` and `TOKEN_ENCRYPTION_KEYS`: mandatory in production, generated once and kept
+/// under `data_dir` in development (each one generated is added to `generated`).
+fn read_secrets(
+    vars: &Vars<impl Fn(&str) -> Option<String>>,
+    env: AppEnv,
+    data_dir: &Path,
+    generated: &mut Vec<(&'static str, PathBuf)>,
+) -> Result<(Secret<Vec<u8>>, KeyRing), ConfigError> {
+    let production = env == AppEnv::Production;
+    let jwt_secret = match vars.get("JWT_SECRET") {
+        Some(raw) => parse_jwt_secret("JWT_SECRET", &raw)?,
+        None if production => {
+            return Err(required(
+                "JWT_SECRET",
+                "at least 32 random bytes, base64-encoded",
+            ));
+        }
+        None => {
+            let raw = load_or_generate(
+                "JWT_SECRET",
+                &data_dir.join(JWT_SECRET_FILE),
+                generated,
+                || {
+                    crate::crypto::random_bytes::<48>()
+                        .map(|bytes| Secret::new(STANDARD.encode(bytes)))
+                },
+            )?;
+            parse_jwt_secret("JWT_SECRET", raw.expose())?
+        }
+    };
+    let token_keys = match vars.get("TOKEN_ENCRYPTION_KEYS") {
+        Some(raw) => parse_key_ring(&raw)?,
+        None if production => {
+            return Err(required(
+                "TOKEN_ENCRYPTION_KEYS",
+                "a key ring 'kid:base64key,...' (`notion-connect generate-key` prints an entry)",
+            ));
+        }
+        None => {
+            let raw = load_or_generate(
+                "TOKEN_ENCRYPTION_KEYS",
+                &data_dir.join(KEY_RING_FILE),
+                generated,
+                || KeyRing::generate().map(|ring| ring.to_config_string()),
+            )?;
+            parse_key_ring(raw.expose())?
+        }
+    };
+    Ok((jwt_secret, token_keys))
+}
 
-        let token_keys = match get("TOKEN_ENCRYPTION_KEYS") {
-            Some(raw) => parse_key_ring(&raw)?,
-            None if production => {
-                return Err(required(
-                    "TOKEN_ENCRYPTION_KEYS",
-                    "a key ring 'kid:base64key,...' (`notion-connect generate-key` prints an entry)",
-                ));
-            }
-            None => {
-                let raw = load_or_generate(
-                    "TOKEN_ENCRYPTION_KEYS",
-                    &data_dir.join(KEY_RING_FILE),
-                    &mut generated_secrets,
-                    || KeyRing::generate().map(|ring| ring.to_config_string()),
-                )?;
-                parse_key_ring(raw.expose())?
-            }
-        };
-
-        let credentials = match (get("NOTION_CLIENT_ID"), get("NOTION_CLIENT_SECRET")) {
+impl NotionSettings {
+    fn read(
+        vars: &Vars<impl Fn(&str) -> Option<String>>,
+        env: AppEnv,
+    ) -> Result<Self, ConfigError> {
+        let production = env == AppEnv::Production;
+        let credentials = match (
+            vars.get("NOTION_CLIENT_ID"),
+            vars.get("NOTION_CLIENT_SECRET"),
+        ) {
             (Some(client_id), Some(secret)) => Some(NotionCredentials {
                 client_id: client_id.trim().to_owned(),
                 client_secret: Secret::new(secret.trim().to_owned()),
@@ -318,16 +448,15 @@ impl Settings {
                 ));
             }
         };
-        let api_base = match get("NOTION_API_BASE") {
-            None => Url::parse(DEFAULT_NOTION_API_BASE).expect("valid default URL"),
-            Some(raw) => parse_http_url("NOTION_API_BASE", &raw, env)?,
-        };
+        let default_base = Url::parse(DEFAULT_NOTION_API_BASE).expect("valid default URL");
+        let api_base = vars.read("NOTION_API_BASE", default_base, |raw| {
+            parse_http_url("NOTION_API_BASE", raw, env)
+        })?;
         // The client secret and every token go to this host: in production a typo must not
         // send them elsewhere, so another host needs an explicit opt-in.
-        let custom_base_allowed = match get("NOTION_API_BASE_ALLOW_CUSTOM") {
-            None => false,
-            Some(raw) => parse_bool("NOTION_API_BASE_ALLOW_CUSTOM", &raw)?,
-        };
+        let custom_base_allowed = vars.read("NOTION_API_BASE_ALLOW_CUSTOM", false, |raw| {
+            parse_bool("NOTION_API_BASE_ALLOW_CUSTOM", raw)
+        })?;
         if production && !custom_base_allowed && api_base.as_str() != DEFAULT_NOTION_API_BASE {
             return Err(invalid(
                 "NOTION_API_BASE",
@@ -337,178 +466,151 @@ impl Settings {
                 ),
             ));
         }
-        let version = match get("NOTION_VERSION") {
-            None => DEFAULT_NOTION_VERSION.to_owned(),
-            Some(raw) => parse_notion_version(raw.trim())?,
-        };
-
-        let notion_timeout = match get("NOTION_TIMEOUT") {
-            None => Duration::from_secs(15),
-            Some(raw) => parse_duration("NOTION_TIMEOUT", raw.trim(), 1, 120)?,
-        };
-
-        let notion_rate_limit = match get("NOTION_RATE_LIMIT") {
-            None => 3,
-            Some(raw) => {
-                parse_in_range("NOTION_RATE_LIMIT", &raw, 1..=1000, "requests per second")?
-            }
-        };
-
-        let notion_concurrency = match get("NOTION_CONCURRENCY") {
-            None => DEFAULT_NOTION_CONCURRENCY,
-            Some(raw) => parse_in_range("NOTION_CONCURRENCY", &raw, 1..=4096, "a number of calls")?,
-        };
-
-        let allow_registration = match get("ALLOW_REGISTRATION") {
-            None => !production,
-            Some(raw) => parse_bool("ALLOW_REGISTRATION", &raw)?,
-        };
-        let cors_allowed_origins = match get("CORS_ALLOWED_ORIGINS") {
-            None => Vec::new(),
-            Some(raw) => raw
-                .split(',')
-                .map(str::trim)
-                .filter(|origin| !origin.is_empty())
-                .map(|origin| parse_origin(origin, env))
-                .collect::<Result<_, _>>()?,
-        };
-        let access_token_ttl = match get("ACCESS_TOKEN_TTL") {
-            None => Duration::from_secs(15 * 60),
-            Some(raw) => parse_duration("ACCESS_TOKEN_TTL", raw.trim(), 1, 24 * 3600)?,
-        };
-        let auth_rate_limit = match get("AUTH_RATE_LIMIT") {
-            None => 20,
-            Some(raw) => {
-                parse_in_range("AUTH_RATE_LIMIT", &raw, 1..=100_000, "requests per minute")?
-            }
-        };
-        let trusted_proxies = match get("TRUSTED_PROXIES") {
-            None => TrustedProxies::default(),
-            Some(raw) => TrustedProxies::parse(&raw).map_err(|reason| {
-                invalid(
-                    "TRUSTED_PROXIES",
-                    format!("IP addresses or CIDR blocks separated by commas ({reason})"),
-                )
+        Ok(Self {
+            credentials,
+            api_base,
+            version: vars.read(
+                "NOTION_VERSION",
+                DEFAULT_NOTION_VERSION.to_owned(),
+                parse_notion_version,
+            )?,
+            timeout: vars.read("NOTION_TIMEOUT", Duration::from_secs(15), |raw| {
+                parse_duration("NOTION_TIMEOUT", raw, 1, 120)
             })?,
-        };
-        let password_hash_concurrency = match get("PASSWORD_HASH_CONCURRENCY") {
-            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            Some(raw) => {
-                parse_in_range("PASSWORD_HASH_CONCURRENCY", &raw, 1..=256, "hashes at once")?
-            }
-        };
-        let password_hash_wait = match get("PASSWORD_HASH_WAIT") {
-            None => Duration::from_secs(5),
-            Some(raw) => parse_duration("PASSWORD_HASH_WAIT", raw.trim(), 0, 60)?,
-        };
-        let http = HttpLimits {
-            max_connections: match get("MAX_CONNECTIONS") {
-                None => 512,
-                Some(raw) => parse_in_range("MAX_CONNECTIONS", &raw, 1..=100_000, "connections")?,
-            },
-            header_read_timeout: match get("HEADER_READ_TIMEOUT") {
-                None => Duration::from_secs(10),
-                Some(raw) => parse_duration("HEADER_READ_TIMEOUT", raw.trim(), 1, 300)?,
-            },
-            keep_alive_timeout: match get("KEEP_ALIVE_TIMEOUT") {
-                None => Duration::from_secs(30),
-                Some(raw) => parse_duration("KEEP_ALIVE_TIMEOUT", raw.trim(), 1, 3600)?,
-            },
-            body_read_timeout: match get("BODY_READ_TIMEOUT") {
-                None => Duration::from_secs(15),
-                Some(raw) => parse_duration("BODY_READ_TIMEOUT", raw.trim(), 1, 300)?,
-            },
-            request_timeout: {
-                // A request may wait for Notion or for a hashing slot; the deadline must let
-                // those time out first, so that they answer with their own errors.
-                let longest_wait = notion_timeout.max(password_hash_wait);
-                match get("REQUEST_TIMEOUT") {
-                    None => (longest_wait + Duration::from_secs(15)).max(Duration::from_secs(60)),
-                    Some(raw) => {
-                        let timeout = parse_duration("REQUEST_TIMEOUT", raw.trim(), 2, 3600)?;
-                        if timeout <= longest_wait {
-                            return Err(invalid(
-                                "REQUEST_TIMEOUT",
-                                format!(
-                                    "a duration longer than NOTION_TIMEOUT and PASSWORD_HASH_WAIT \
-                                     ({}s), not '{raw}'",
-                                    longest_wait.as_secs()
-                                ),
-                            ));
-                        }
-                        timeout
-                    }
-                }
-            },
-        };
-        // A statement that outlives it would only be cut off by the request deadline, which
-        // answers without saying why; below it, the database says so itself.
-        let statement_timeout = match get("DATABASE_STATEMENT_TIMEOUT") {
-            None => Some(DEFAULT_STATEMENT_TIMEOUT.min(http.request_timeout / 2)),
-            Some(raw) => {
-                let timeout = parse_duration("DATABASE_STATEMENT_TIMEOUT", raw.trim(), 0, 3600)?;
-                if timeout >= http.request_timeout {
+            rate_limit: vars.read("NOTION_RATE_LIMIT", 3, |raw| {
+                parse_in_range("NOTION_RATE_LIMIT", raw, 1..=1000, "requests per second")
+            })?,
+            concurrency: vars.read("NOTION_CONCURRENCY", DEFAULT_NOTION_CONCURRENCY, |raw| {
+                parse_in_range("NOTION_CONCURRENCY", raw, 1..=4096, "a number of calls")
+            })?,
+        })
+    }
+}
+
+/// Who may register, log in and call from where.
+struct AccountSettings {
+    allow_registration: bool,
+    cors_allowed_origins: Vec<String>,
+    access_token_ttl: Duration,
+    auth_rate_limit: u32,
+    trusted_proxies: TrustedProxies,
+    password_hash_concurrency: usize,
+    password_hash_wait: Duration,
+}
+
+impl AccountSettings {
+    fn read(
+        vars: &Vars<impl Fn(&str) -> Option<String>>,
+        env: AppEnv,
+    ) -> Result<Self, ConfigError> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Self {
+            allow_registration: vars.read(
+                "ALLOW_REGISTRATION",
+                env != AppEnv::Production,
+                |raw| parse_bool("ALLOW_REGISTRATION", raw),
+            )?,
+            cors_allowed_origins: vars.read("CORS_ALLOWED_ORIGINS", Vec::new(), |raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|origin| !origin.is_empty())
+                    .map(|origin| parse_origin(origin, env))
+                    .collect()
+            })?,
+            access_token_ttl: vars.read(
+                "ACCESS_TOKEN_TTL",
+                Duration::from_secs(15 * 60),
+                |raw| parse_duration("ACCESS_TOKEN_TTL", raw, 1, 24 * 3600),
+            )?,
+            auth_rate_limit: vars.read("AUTH_RATE_LIMIT", 20, |raw| {
+                parse_in_range("AUTH_RATE_LIMIT", raw, 1..=100_000, "requests per minute")
+            })?,
+            trusted_proxies: vars.read("TRUSTED_PROXIES", TrustedProxies::default(), |raw| {
+                TrustedProxies::parse(raw).map_err(|reason| {
+                    invalid(
+                        "TRUSTED_PROXIES",
+                        format!("IP addresses or CIDR blocks separated by commas ({reason})"),
+                    )
+                })
+            })?,
+            password_hash_concurrency: vars.read("PASSWORD_HASH_CONCURRENCY", cores, |raw| {
+                parse_in_range("PASSWORD_HASH_CONCURRENCY", raw, 1..=256, "hashes at once")
+            })?,
+            password_hash_wait: vars.read("PASSWORD_HASH_WAIT", Duration::from_secs(5), |raw| {
+                parse_duration("PASSWORD_HASH_WAIT", raw, 0, 60)
+            })?,
+        })
+    }
+}
+
+impl HttpLimits {
+    /// `notion_timeout` and `password_hash_wait` are the longest a request may wait for Notion
+    /// or for a hashing slot; the request deadline must let those time out first, so that they
+    /// answer with their own errors.
+    fn read(
+        vars: &Vars<impl Fn(&str) -> Option<String>>,
+        notion_timeout: Duration,
+        password_hash_wait: Duration,
+    ) -> Result<Self, ConfigError> {
+        let longest_wait = notion_timeout.max(password_hash_wait);
+        let default_deadline =
+            (longest_wait + Duration::from_secs(15)).max(Duration::from_secs(60));
+        Ok(Self {
+            max_connections: vars.read("MAX_CONNECTIONS", 512, |raw| {
+                parse_in_range("MAX_CONNECTIONS", raw, 1..=100_000, "connections")
+            })?,
+            header_read_timeout: vars.read(
+                "HEADER_READ_TIMEOUT",
+                Duration::from_secs(10),
+                |raw| parse_duration("HEADER_READ_TIMEOUT", raw, 1, 300),
+            )?,
+            keep_alive_timeout: vars.read(
+                "KEEP_ALIVE_TIMEOUT",
+                Duration::from_secs(30),
+                |raw| parse_duration("KEEP_ALIVE_TIMEOUT", raw, 1, 3600),
+            )?,
+            body_read_timeout: vars.read("BODY_READ_TIMEOUT", Duration::from_secs(15), |raw| {
+                parse_duration("BODY_READ_TIMEOUT", raw, 1, 300)
+            })?,
+            request_timeout: vars.read("REQUEST_TIMEOUT", default_deadline, |raw| {
+                let timeout = parse_duration("REQUEST_TIMEOUT", raw, 2, 3600)?;
+                if timeout <= longest_wait {
                     return Err(invalid(
-                        "DATABASE_STATEMENT_TIMEOUT",
+                        "REQUEST_TIMEOUT",
                         format!(
-                            "a duration shorter than REQUEST_TIMEOUT ({}s), or 0s for none, not '{raw}'",
-                            http.request_timeout.as_secs()
+                            "a duration longer than NOTION_TIMEOUT and PASSWORD_HASH_WAIT \
+                             ({}s), not '{raw}'",
+                            longest_wait.as_secs()
                         ),
                     ));
                 }
-                (!timeout.is_zero()).then_some(timeout)
-            }
-        };
-        let log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
-            None if production => LogFormat::Json,
-            None => LogFormat::Pretty,
-            Some("pretty") => LogFormat::Pretty,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(invalid(
-                    "LOG_FORMAT",
-                    format!("'pretty' or 'json', not '{other}'"),
-                ));
-            }
-        };
-
-        Ok(Self {
-            env,
-            bind_addr,
-            metrics_bind_addr,
-            public_url,
-            web_url,
-            database_url: Secret::new(database_url),
-            statement_timeout,
-            data_dir,
-            web_dir,
-            jwt_secret,
-            token_keys,
-            notion: NotionSettings {
-                credentials,
-                api_base,
-                version,
-                timeout: notion_timeout,
-                rate_limit: notion_rate_limit,
-                concurrency: notion_concurrency,
-            },
-            allow_registration,
-            cors_allowed_origins,
-            access_token_ttl,
-            auth_rate_limit,
-            trusted_proxies,
-            password_hash_concurrency,
-            password_hash_wait,
-            http,
-            log_format,
-            generated_secrets,
+                Ok(timeout)
+            })?,
         })
     }
+}
 
-    /// True when the built-in Notion stand-in replaces Notion.
-    pub(crate) fn sandbox_enabled(&self) -> bool {
-        self.notion.credentials.is_none()
-    }
+/// `DATABASE_STATEMENT_TIMEOUT`, below `request_timeout`: a statement that outlives it would only
+/// be cut off by the request deadline, which answers without saying why; below it, the database
+/// says so itself.
+fn read_statement_timeout(
+    vars: &Vars<impl Fn(&str) -> Option<String>>,
+    request_timeout: Duration,
+) -> Result<Option<Duration>, ConfigError> {
+    let default = Some(DEFAULT_STATEMENT_TIMEOUT.min(request_timeout / 2));
+    vars.read("DATABASE_STATEMENT_TIMEOUT", default, |raw| {
+        let timeout = parse_duration("DATABASE_STATEMENT_TIMEOUT", raw, 0, 3600)?;
+        if timeout >= request_timeout {
+            return Err(invalid(
+                "DATABASE_STATEMENT_TIMEOUT",
+                format!(
+                    "a duration shorter than REQUEST_TIMEOUT ({}s), or 0s for none, not '{raw}'",
+                    request_timeout.as_secs()
+                ),
+            ));
+        }
+        Ok((!timeout.is_zero()).then_some(timeout))
+    })
 }
 
 fn is_loopback_host(url: &Url) -> bool {
