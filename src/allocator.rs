@@ -18,7 +18,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use mimalloc::MiMalloc;
 
 /// Blocks of this size or more come from the system allocator.
-pub const LARGE_BLOCK: usize = 1024 * 1024;
+pub(crate) const LARGE_BLOCK: usize = 1024 * 1024;
 
 /// mimalloc's `mi_option_purge_delay` (its position in `mi_option_t` of mimalloc 3, which the
 /// bindings build), which the Rust bindings do not name.

@@ -24,7 +24,7 @@ pub(crate) fn of_request(req: &Request, proxies: &TrustedProxies) -> IpAddr {
 
 /// Proxies whose `X-Forwarded-For` is believed, as addresses or CIDR blocks.
 #[derive(Clone, Debug, Default)]
-pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+pub(crate) struct TrustedProxies(Vec<(IpAddr, u8)>);
 
 impl TrustedProxies {
     /// Parses `10.0.0.1, 10.1.0.0/16, ::1`.

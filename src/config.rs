@@ -38,7 +38,7 @@ const JWT_SECRET_FILE: &str = "jwt_secret";
 const KEY_RING_FILE: &str = "token_encryption_keys";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AppEnv {
+pub(crate) enum AppEnv {
     Development,
     Production,
 }
@@ -51,47 +51,45 @@ pub enum LogFormat {
 
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub env: AppEnv,
-    pub bind_addr: SocketAddr,
+    pub(crate) env: AppEnv,
+    pub(crate) bind_addr: SocketAddr,
     /// Where `GET /metrics` is served, apart from the API; unset, metrics are not served.
-    pub metrics_bind_addr: Option<SocketAddr>,
+    pub(crate) metrics_bind_addr: Option<SocketAddr>,
     /// Origin under which browsers and Notion reach the service, without a trailing slash.
-    pub public_url: Url,
+    pub(crate) public_url: Url,
     /// Where the browser goes after the OAuth callback.
-    pub web_url: Url,
+    pub(crate) web_url: Url,
     /// May carry a password, hence secret.
     pub database_url: Secret<String>,
     /// Longest time one PostgreSQL statement may run (`statement_timeout`); `None`: no limit.
     pub statement_timeout: Option<Duration>,
-    /// Holds the SQLite database (by default) and generated development secrets.
-    pub data_dir: PathBuf,
     /// Serve the web app from this directory instead of the copy built into the binary (for
     /// people editing the app).
-    pub web_dir: Option<PathBuf>,
-    pub jwt_secret: Secret<Vec<u8>>,
+    pub(crate) web_dir: Option<PathBuf>,
+    pub(crate) jwt_secret: Secret<Vec<u8>>,
     pub token_keys: KeyRing,
-    pub notion: NotionSettings,
-    pub allow_registration: bool,
+    pub(crate) notion: NotionSettings,
+    pub(crate) allow_registration: bool,
     /// Exact origins (`scheme://host[:port]`) of a separately hosted web app.
-    pub cors_allowed_origins: Vec<String>,
-    pub access_token_ttl: Duration,
+    pub(crate) cors_allowed_origins: Vec<String>,
+    pub(crate) access_token_ttl: Duration,
     /// Login and registration requests allowed per client IP and minute.
-    pub auth_rate_limit: u32,
+    pub(crate) auth_rate_limit: u32,
     /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: TrustedProxies,
+    pub(crate) trusted_proxies: TrustedProxies,
     /// Password hashes computed at once.
-    pub password_hash_concurrency: usize,
+    pub(crate) password_hash_concurrency: usize,
     /// How long a login or registration may wait for a hashing slot before it gets 503.
-    pub password_hash_wait: Duration,
+    pub(crate) password_hash_wait: Duration,
     /// Deadlines and limits for connections and requests.
-    pub http: HttpLimits,
+    pub(crate) http: HttpLimits,
     pub log_format: LogFormat,
     /// Secrets generated during this start (variable, file), announced once logging is up.
-    pub generated_secrets: Vec<(&'static str, PathBuf)>,
+    pub(crate) generated_secrets: Vec<(&'static str, PathBuf)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HttpLimits {
+pub(crate) struct HttpLimits {
     /// Open connections at once; more wait in the backlog.
     pub max_connections: usize,
     /// From the first byte of a request to the end of its head.
@@ -105,7 +103,7 @@ pub struct HttpLimits {
 }
 
 #[derive(Clone, Debug)]
-pub struct NotionSettings {
+pub(crate) struct NotionSettings {
     /// `None` means the built-in sandbox stands in for Notion (development only).
     pub credentials: Option<NotionCredentials>,
     pub api_base: Url,
@@ -119,7 +117,7 @@ pub struct NotionSettings {
 }
 
 #[derive(Clone, Debug)]
-pub struct NotionCredentials {
+pub(crate) struct NotionCredentials {
     pub client_id: String,
     pub client_secret: Secret<String>,
 }
@@ -219,7 +217,6 @@ impl Settings {
             web_url: addresses.web_url,
             database_url: Secret::new(storage.database_url),
             statement_timeout,
-            data_dir: storage.data_dir,
             web_dir: storage.web_dir,
             jwt_secret,
             token_keys,

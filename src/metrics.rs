@@ -30,7 +30,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// many at once) the listener is scraped, the database does this work at most this often.
 const CONNECTION_COUNT_INTERVAL: Duration = Duration::from_secs(15);
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
@@ -49,7 +49,7 @@ pub struct Metrics {
 
 /// A call to Notion, for [`Metrics::notion_call`].
 #[derive(Clone, Copy, Debug)]
-pub enum NotionEndpoint {
+pub(crate) enum NotionEndpoint {
     Search,
     /// The token endpoint: code exchanges and refreshes.
     Token,
@@ -80,7 +80,7 @@ impl NotionEndpoint {
 }
 
 impl Metrics {
-    pub fn new() -> Arc<Self> {
+    pub(crate) fn new() -> Arc<Self> {
         let registry = Registry::new();
         let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NAMESPACE);
         let histogram = |name: &str, help: &str| {

@@ -40,21 +40,21 @@ use tokio::{
 
 /// The limits, from the configuration.
 #[derive(Clone, Copy, Debug)]
-pub struct TransportLimits {
+pub(crate) struct TransportLimits {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
     pub keep_alive_timeout: Duration,
 }
 
 /// Wraps an acceptor so that every connection it hands out obeys the limits.
-pub struct LimitedAcceptor<A> {
+pub(crate) struct LimitedAcceptor<A> {
     inner: A,
     slots: Arc<Semaphore>,
     limits: TransportLimits,
 }
 
 impl<A> LimitedAcceptor<A> {
-    pub fn new(inner: A, limits: TransportLimits) -> Self {
+    pub(crate) fn new(inner: A, limits: TransportLimits) -> Self {
         Self {
             inner,
             slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
@@ -111,7 +111,7 @@ enum Phase {
 }
 
 /// A connection with its slot and deadline.
-pub struct Guarded<Io> {
+pub(crate) struct Guarded<Io> {
     io: Io,
     _slot: OwnedSemaphorePermit,
     limits: TransportLimits,

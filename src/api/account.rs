@@ -18,13 +18,13 @@ use crate::{
 
 /// The password of the account, to confirm a consequential change.
 #[derive(Object)]
-pub struct PasswordConfirmation {
+pub(crate) struct PasswordConfirmation {
     #[oai(write_only)]
     pub password: String,
 }
 
 #[derive(ApiResponse)]
-pub enum DeleteAccountResponse {
+pub(crate) enum DeleteAccountResponse {
     /// The account is gone, with its sessions and connections; revoking the connections' tokens
     /// at Notion is queued and retried until Notion confirms.
     #[oai(status = 204)]
@@ -41,17 +41,21 @@ pub enum DeleteAccountResponse {
 }
 
 #[derive(ApiResponse)]
-pub enum MeResponse {
+pub(crate) enum MeResponse {
     /// The account behind the access token.
     #[oai(status = 200)]
     Me(Json<User>),
+    #[expect(
+        dead_code,
+        reason = "the security scheme gives this answer; the variant puts it in the document"
+    )]
     /// No valid access token (`unauthorized`).
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
 }
 
 #[derive(Default)]
-pub struct AccountApi;
+pub(crate) struct AccountApi;
 
 #[OpenApi(tag = "ApiTags::Account")]
 impl AccountApi {

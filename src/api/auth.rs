@@ -37,7 +37,7 @@ const REFRESH_COOKIE_PATH: &str = "/api/v1/auth";
 
 /// A user account as the API shows it.
 #[derive(Object, Clone, Debug)]
-pub struct User {
+pub(crate) struct User {
     pub id: Uuid,
     /// As typed at registration; logging in ignores case.
     pub username: String,
@@ -69,7 +69,7 @@ impl From<&Account> for User {
 
 /// A username and password.
 #[derive(Object)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     /// 3 to 32 characters from A-Z, a-z, 0-9, '.', '_' and '-'.
     pub username: String,
     /// 8 to 1024 characters; very common or easily guessed passwords are refused.
@@ -79,7 +79,7 @@ pub struct Credentials {
 
 /// The result of logging in or refreshing.
 #[derive(Object)]
-pub struct Session {
+pub(crate) struct Session {
     /// Send as `Authorization: Bearer <access_token>`.
     pub access_token: String,
     /// Always `Bearer`.
@@ -90,7 +90,7 @@ pub struct Session {
 }
 
 #[derive(ApiResponse)]
-pub enum RegisterResponse {
+pub(crate) enum RegisterResponse {
     /// The account was created. Log in to get a session.
     #[oai(status = 201)]
     Created(Json<User>),
@@ -110,7 +110,7 @@ pub enum RegisterResponse {
 }
 
 #[derive(ApiResponse)]
-pub enum LoginResponse {
+pub(crate) enum LoginResponse {
     /// Logged in. The refresh token is in the `nc_refresh` cookie.
     #[oai(status = 200)]
     LoggedIn(Json<Session>, #[oai(header = "Set-Cookie")] String),
@@ -123,7 +123,7 @@ pub enum LoginResponse {
 }
 
 #[derive(ApiResponse)]
-pub enum RefreshResponse {
+pub(crate) enum RefreshResponse {
     /// A new access token; the `nc_refresh` cookie was rotated.
     #[oai(status = 200)]
     Refreshed(Json<Session>, #[oai(header = "Set-Cookie")] String),
@@ -139,7 +139,7 @@ pub enum RefreshResponse {
 }
 
 #[derive(ApiResponse)]
-pub enum LogoutResponse {
+pub(crate) enum LogoutResponse {
     /// The session is over: its refresh token and every access token issued for it stop
     /// working. Also answered when there was no session.
     #[oai(status = 204)]
@@ -150,7 +150,7 @@ pub enum LogoutResponse {
 }
 
 #[derive(Default)]
-pub struct AuthApi;
+pub(crate) struct AuthApi;
 
 #[OpenApi(prefix_path = "/auth", tag = "ApiTags::Auth")]
 impl AuthApi {

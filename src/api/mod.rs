@@ -1,24 +1,24 @@
 //! The HTTP API. Each resource owns its module with its `OpenApi` impl, request and response
 //! objects and response enums; `openapi_service` assembles them into the one spec.
 
-pub mod account;
-pub mod admin;
-pub mod auth;
-pub mod connections;
-pub mod cookies;
-pub mod health;
-pub mod notion_oauth;
-pub mod payload;
-pub mod problem;
+pub(crate) mod account;
+pub(crate) mod admin;
+pub(crate) mod auth;
+pub(crate) mod connections;
+pub(crate) mod cookies;
+pub(crate) mod health;
+pub(crate) mod notion_oauth;
+pub(crate) mod payload;
+pub(crate) mod problem;
 pub mod search;
-pub mod security;
-pub mod service;
-pub mod spec;
+pub(crate) mod security;
+pub(crate) mod service;
+pub(crate) mod spec;
 
 use poem_openapi::{OpenApiService, Tags};
 
 #[derive(Tags)]
-pub enum ApiTags {
+pub(crate) enum ApiTags {
     /// How this server is set up.
     Service,
     /// Registration, login, token refresh and logout.

@@ -21,7 +21,7 @@ const CALLBACK_PATH: &str = "/api/v1/notion/oauth/callback";
 
 /// Where to send the browser to connect a workspace.
 #[derive(Object)]
-pub struct AuthorizeUrl {
+pub(crate) struct AuthorizeUrl {
     /// Notion's consent page (or the sandbox's), with a fresh `state`.
     pub authorize_url: String,
     /// The flow must be finished before this moment.
@@ -29,18 +29,22 @@ pub struct AuthorizeUrl {
 }
 
 #[derive(ApiResponse)]
-pub enum AuthorizeResponse {
+pub(crate) enum AuthorizeResponse {
     /// Send the browser to `authorize_url`. The response also sets a short-lived cookie that
     /// binds the flow to this browser.
     #[oai(status = 200)]
     Ready(Json<AuthorizeUrl>, #[oai(header = "Set-Cookie")] String),
+    #[expect(
+        dead_code,
+        reason = "the security scheme gives this answer; the variant puts it in the document"
+    )]
     /// No valid access token (`unauthorized`).
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
 }
 
 #[derive(ApiResponse)]
-pub enum CallbackResponse {
+pub(crate) enum CallbackResponse {
     /// Back to the web app: `#/connections?connected={connection_id}` on success, or
     /// `#/connections?error={code}` with `access_denied`, `invalid_state`, `exchange_failed`,
     /// `notion_unavailable` or `server_error`. The binding cookie is cleared when the state
@@ -55,7 +59,7 @@ pub enum CallbackResponse {
 }
 
 #[derive(Default)]
-pub struct NotionOAuthApi;
+pub(crate) struct NotionOAuthApi;
 
 #[OpenApi(prefix_path = "/notion/oauth", tag = "ApiTags::Notion")]
 impl NotionOAuthApi {

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::api::problem::ApiError;
 
-pub struct SerdeJson<T>(pub T);
+pub(crate) struct SerdeJson<T>(pub T);
 
 /// What poem-openapi's `Json` declares, so the spec does not change.
 const JSON: &str = "application/json; charset=utf-8";

@@ -39,7 +39,7 @@ pub(crate) const BODY_LIMIT: usize = 64 * 1024;
 /// An RFC 9457 problem document. `code` is stable and meant for programs; `title` and `detail`
 /// are for people and may change.
 #[derive(Object, Serialize, Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// A URI that identifies the kind of problem: `urn:notion-connect:problem:{code}`.
     #[oai(rename = "type")]
     #[serde(rename = "type")]

@@ -32,7 +32,7 @@ const DEFAULT_PAGE_SIZE: u32 = 20;
 
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
-pub enum SearchFilter {
+pub(crate) enum SearchFilter {
     /// Only pages.
     Page,
     /// Only data sources (databases).
@@ -41,7 +41,7 @@ pub enum SearchFilter {
 
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[oai(rename_all = "snake_case")]
-pub enum SearchSort {
+pub(crate) enum SearchSort {
     /// Most recently edited first.
     Descending,
     /// Least recently edited first.
@@ -125,9 +125,13 @@ pub struct SearchResults {
 }
 
 #[derive(ApiResponse)]
-pub enum SearchResponse {
+pub(crate) enum SearchResponse {
     #[oai(status = 200)]
     Results(SerdeJson<SearchResults>),
+    #[expect(
+        dead_code,
+        reason = "the security scheme gives this answer; the variant puts it in the document"
+    )]
     /// No valid access token (`unauthorized`).
     #[oai(status = 401, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
@@ -154,7 +158,7 @@ pub enum SearchResponse {
 }
 
 #[derive(Default)]
-pub struct SearchApi;
+pub(crate) struct SearchApi;
 
 #[OpenApi(prefix_path = "/connections", tag = "ApiTags::Connections")]
 impl SearchApi {

@@ -10,7 +10,7 @@ use crate::{auth::liveness::Account, state::AppState};
 
 /// The authenticated caller.
 #[derive(Clone, Debug)]
-pub struct CurrentUser {
+pub(crate) struct CurrentUser {
     pub user: Account,
 }
 
@@ -22,9 +22,10 @@ pub struct CurrentUser {
     bearer_format = "JWT",
     checker = "authenticate"
 )]
-pub struct BearerAuth(pub CurrentUser);
+pub(crate) struct BearerAuth(pub CurrentUser);
 
-/// The same bearer token, for operations that only administrators may use.
+/// The same bearer token, for operations that only administrators may use. It carries nothing:
+/// those operations act on everyone's data, not on the caller's.
 #[derive(SecurityScheme)]
 #[oai(
     rename = "bearerAuth",
@@ -32,7 +33,7 @@ pub struct BearerAuth(pub CurrentUser);
     bearer_format = "JWT",
     checker = "authenticate_admin"
 )]
-pub struct AdminAuth(pub CurrentUser);
+pub(crate) struct AdminAuth(());
 
 async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser> {
     let state = req
@@ -47,10 +48,10 @@ async fn authenticate(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser
     Ok(CurrentUser { user })
 }
 
-async fn authenticate_admin(req: &Request, bearer: Bearer) -> poem::Result<CurrentUser> {
+async fn authenticate_admin(req: &Request, bearer: Bearer) -> poem::Result<()> {
     let current = authenticate(req, bearer).await?;
     if !current.user.is_admin {
         return Err(ApiError::Forbidden.into());
     }
-    Ok(current)
+    Ok(())
 }

@@ -8,7 +8,7 @@ use crate::state::AppState;
 
 /// How this server is set up, as far as it concerns its clients.
 #[derive(Object, Debug, PartialEq, Eq)]
-pub struct ServiceInfo {
+pub(crate) struct ServiceInfo {
     /// Whether anyone may create an account with `POST /auth/register`.
     pub registration_open: bool,
     /// Whether the built-in Notion sandbox stands in for Notion: connecting a workspace then
@@ -19,7 +19,7 @@ pub struct ServiceInfo {
 }
 
 #[derive(Default)]
-pub struct ServiceApi;
+pub(crate) struct ServiceApi;
 
 #[OpenApi(tag = "ApiTags::Service")]
 impl ServiceApi {

@@ -24,7 +24,7 @@ const CAPACITY: usize = 10_000;
 
 /// The caller of an authenticated request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Account {
+pub(crate) struct Account {
     pub id: Uuid,
     pub username: String,
     pub username_key: String,

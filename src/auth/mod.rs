@@ -2,9 +2,9 @@
 //! tokens, refresh tokens, device cookies, throttling and the memory of live sessions.
 
 pub mod accounts;
-pub mod backoff;
-pub mod device;
-pub mod jwt;
+pub(crate) mod backoff;
+pub(crate) mod device;
+pub(crate) mod jwt;
 pub mod liveness;
 pub mod password;
 

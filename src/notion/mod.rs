@@ -1,12 +1,12 @@
 //! Talking to Notion (or to the built-in sandbox, which answers the same way).
 
-pub mod authorization;
-pub mod client;
-pub mod connections;
-pub mod errors;
-pub mod oauth;
-pub mod refresher;
-pub mod revoker;
+pub(crate) mod authorization;
+pub(crate) mod client;
+pub(crate) mod connections;
+pub(crate) mod errors;
+pub(crate) mod oauth;
+pub(crate) mod refresher;
+pub(crate) mod revoker;
 pub mod search;
 pub mod vault;
 
@@ -21,14 +21,14 @@ use crate::{config::Settings, secret::Secret};
 #[derive(Clone, Debug)]
 pub struct NotionEndpoints {
     /// Base of the URLs the service calls: `/oauth/token`, `/oauth/revoke`, `/search`, ...
-    pub api_base: Url,
+    pub(crate) api_base: Url,
     /// The page the browser is sent to for consent.
-    pub authorize_url: Url,
+    pub(crate) authorize_url: Url,
     /// Must match the integration's settings exactly.
-    pub redirect_uri: Url,
-    pub client_id: String,
+    pub(crate) redirect_uri: Url,
+    pub(crate) client_id: String,
     pub client_secret: Secret<String>,
-    pub version: String,
+    pub(crate) version: String,
 }
 
 /// The client id the sandbox accepts.

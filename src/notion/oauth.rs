@@ -214,7 +214,7 @@ const TRANSIENT_CODES: &[&str] = &[
 ];
 
 #[derive(Clone)]
-pub struct NotionOAuth {
+pub(crate) struct NotionOAuth {
     client: OAuthClient,
     endpoints: NotionEndpoints,
     http: reqwest::Client,
@@ -242,7 +242,7 @@ impl NotionOAuth {
         }
     }
 
-    pub fn endpoints(&self) -> &NotionEndpoints {
+    pub(crate) fn endpoints(&self) -> &NotionEndpoints {
         &self.endpoints
     }
 

@@ -53,7 +53,7 @@ fn pause_after(attempts: i32) -> time::Duration {
 
 /// What one pass did.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Revoked {
+pub(crate) struct Revoked {
     /// Confirmed by Notion.
     pub revoked: usize,
     /// Not accepted by Notion any more: nothing was left to revoke.
@@ -105,7 +105,7 @@ impl Revoker {
     }
 
     /// Sends every revocation that is due, once.
-    pub async fn revoke_due(&self) -> Result<Revoked, StoreError> {
+    pub(crate) async fn revoke_due(&self) -> Result<Revoked, StoreError> {
         let db = self.vault.db();
         let mut done = Revoked::default();
         for row in revocations::due(db, BATCH).await? {

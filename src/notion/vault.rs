@@ -414,7 +414,7 @@ impl ConnectionVault {
 
 /// What the key ring makes of the stored connections.
 #[derive(Debug, PartialEq, Eq)]
-pub enum KeyRingCheck {
+pub(crate) enum KeyRingCheck {
     /// No connection is stored.
     Empty,
     /// At least one of the newest connections opens.
@@ -434,7 +434,7 @@ impl ConnectionVault {
     /// almost certainly the wrong one (a typo, another deployment's keys, a key dropped before
     /// `rotate-keys` finished), which would otherwise only show connection by connection, as
     /// `unreadable`.
-    pub async fn check_key_ring(&self) -> Result<KeyRingCheck, ConnectionError> {
+    pub(crate) async fn check_key_ring(&self) -> Result<KeyRingCheck, ConnectionError> {
         let rows = connections::newest(&self.db, KEY_RING_SAMPLE).await?;
         if rows.is_empty() {
             return Ok(KeyRingCheck::Empty);

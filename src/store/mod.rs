@@ -8,9 +8,9 @@
 pub mod connections;
 pub mod login_attempts;
 pub mod oauth_states;
-pub mod revocations;
+pub(crate) mod revocations;
 pub mod sessions;
-pub mod users;
+pub(crate) mod users;
 
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Select, SqlErr};
 

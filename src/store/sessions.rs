@@ -52,8 +52,8 @@ pub(crate) const MAX_LIVE_SESSIONS: usize = 100;
 /// A login's new family, and the account's oldest families that it ended to stay within
 /// [`MAX_LIVE_SESSIONS`].
 pub struct Started {
-    pub family_id: Uuid,
-    pub ended: Vec<Uuid>,
+    pub(crate) family_id: Uuid,
+    pub(crate) ended: Vec<Uuid>,
 }
 
 /// Starts a family for a login, with its first refresh token, and ends the account's oldest

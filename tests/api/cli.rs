@@ -304,7 +304,7 @@ fn sigterm_lets_the_request_in_flight_finish() {
 }
 
 /// Runs the binary with `args` against the app's database.
-pub fn run_with_database(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn run_with_database(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> Output {
     command(app.dir.path())
         .env("DATABASE_URL", &app.database_url)
         .env("JWT_SECRET", TEST_JWT_SECRET)
@@ -316,7 +316,7 @@ pub fn run_with_database(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> 
 }
 
 /// Runs `notion-connect create-user` against the app's database, with the password on stdin.
-pub fn create_user_with_cli(app: &TestApp, username: &str, admin: bool) -> Output {
+pub(crate) fn create_user_with_cli(app: &TestApp, username: &str, admin: bool) -> Output {
     create_user_with_password(app, username, admin, PASSWORD)
 }
 

@@ -14,11 +14,12 @@ fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-pub const TEST_JWT_SECRET: &str = "dGVzdC1qd3Qtc2VjcmV0LXRoYXQtaXMtbG9uZy1lbm91Z2gtZm9yLWhzMjU2";
-pub const TEST_KEYS: &str = "test1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+pub(crate) const TEST_JWT_SECRET: &str =
+    "dGVzdC1qd3Qtc2VjcmV0LXRoYXQtaXMtbG9uZy1lbm91Z2gtZm9yLWhzMjU2";
+pub(crate) const TEST_KEYS: &str = "test1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
@@ -51,7 +52,7 @@ macro_rules! on_both_databases {
 pub(crate) use on_both_databases;
 
 /// Whether a PostgreSQL server answers; checked once per test run.
-pub fn postgres_available() -> bool {
+pub(crate) fn postgres_available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
         let url = postgres_admin_url();
@@ -100,7 +101,7 @@ where
 }
 
 /// A PostgreSQL database that exists for one test.
-pub struct PostgresDatabase {
+pub(crate) struct PostgresDatabase {
     pub name: String,
     pub url: String,
 }
@@ -124,7 +125,7 @@ impl PostgresDatabase {
     }
 
     /// Runs a statement as the administrator (for example to cut the application off).
-    pub async fn admin_execute(&self, sql: &str) {
+    pub(crate) async fn admin_execute(&self, sql: &str) {
         let admin = Database::connect(postgres_admin_url())
             .await
             .expect("connect to PostgreSQL");
@@ -143,7 +144,7 @@ impl Drop for PostgresDatabase {
     }
 }
 
-pub struct TestApp {
+pub(crate) struct TestApp {
     /// `http://127.0.0.1:{port}`
     pub address: String,
     pub port: u16,
@@ -164,11 +165,11 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }
 
-    pub async fn get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))
             .send()
@@ -176,7 +177,11 @@ impl TestApp {
             .expect("request failed")
     }
 
-    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+    pub(crate) async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
         self.client
             .post(self.url(path))
             .json(body)
@@ -185,7 +190,7 @@ impl TestApp {
             .expect("request failed")
     }
 
-    pub async fn register(&self, username: &str, password: &str) -> reqwest::Response {
+    pub(crate) async fn register(&self, username: &str, password: &str) -> reqwest::Response {
         self.post_json(
             "/api/v1/auth/register",
             &serde_json::json!({ "username": username, "password": password }),
@@ -193,7 +198,7 @@ impl TestApp {
         .await
     }
 
-    pub async fn login(&self, username: &str, password: &str) -> reqwest::Response {
+    pub(crate) async fn login(&self, username: &str, password: &str) -> reqwest::Response {
         self.post_json(
             "/api/v1/auth/login",
             &serde_json::json!({ "username": username, "password": password }),
@@ -202,7 +207,7 @@ impl TestApp {
     }
 
     /// Registers `username` and logs in.
-    pub async fn signed_in(&self, username: &str) -> Tokens {
+    pub(crate) async fn signed_in(&self, username: &str) -> Tokens {
         let registered = self.register(username, PASSWORD).await;
         assert_eq!(registered.status(), 201, "register {username}");
         let response = self.login(username, PASSWORD).await;
@@ -211,7 +216,7 @@ impl TestApp {
     }
 
     /// `GET` with a bearer token.
-    pub async fn get_as(&self, path: &str, access_token: &str) -> reqwest::Response {
+    pub(crate) async fn get_as(&self, path: &str, access_token: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))
             .bearer_auth(access_token)
@@ -221,7 +226,7 @@ impl TestApp {
     }
 
     /// `DELETE` with a bearer token and no body.
-    pub async fn delete_as(&self, path: &str, access_token: &str) -> reqwest::Response {
+    pub(crate) async fn delete_as(&self, path: &str, access_token: &str) -> reqwest::Response {
         self.client
             .delete(self.url(path))
             .bearer_auth(access_token)
@@ -231,7 +236,11 @@ impl TestApp {
     }
 
     /// `POST` with the refresh cookie.
-    pub async fn post_with_cookie(&self, path: &str, refresh_token: &str) -> reqwest::Response {
+    pub(crate) async fn post_with_cookie(
+        &self,
+        path: &str,
+        refresh_token: &str,
+    ) -> reqwest::Response {
         self.client
             .post(self.url(path))
             .header("cookie", format!("nc_refresh={refresh_token}"))
@@ -242,7 +251,7 @@ impl TestApp {
 
     /// Sends a GET with exactly this request target (no client normalises it first) and returns
     /// the raw response.
-    pub async fn raw_get(&self, target: &str) -> String {
+    pub(crate) async fn raw_get(&self, target: &str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
             .await
@@ -258,7 +267,7 @@ impl TestApp {
     /// Sends only the head of a POST that declares a `length`-byte JSON body, and returns the
     /// raw response. An oversized body is refused from its head alone; sending the body too
     /// would race the server closing the connection.
-    pub async fn post_declaring_length(&self, path: &str, length: usize) -> String {
+    pub(crate) async fn post_declaring_length(&self, path: &str, length: usize) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
             .await
@@ -276,7 +285,7 @@ impl TestApp {
 
     /// Begins a graceful shutdown and returns the server task, which ends once in-flight
     /// requests are done.
-    pub fn begin_shutdown(&mut self) -> JoinHandle<std::io::Result<()>> {
+    pub(crate) fn begin_shutdown(&mut self) -> JoinHandle<std::io::Result<()>> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -285,7 +294,7 @@ impl TestApp {
 }
 
 /// The variables every test app starts from; tests may change them before the app is built.
-pub fn test_variables(dir: &std::path::Path) -> HashMap<String, String> {
+pub(crate) fn test_variables(dir: &std::path::Path) -> HashMap<String, String> {
     [
         ("APP_ENV", "development"),
         ("BIND_ADDR", "127.0.0.1:0"),
@@ -300,11 +309,11 @@ pub fn test_variables(dir: &std::path::Path) -> HashMap<String, String> {
     .collect()
 }
 
-pub async fn spawn_app(backend: Backend) -> TestApp {
+pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}).await
 }
 
-pub async fn spawn_app_with(
+pub(crate) async fn spawn_app_with(
     backend: Backend,
     configure: impl FnOnce(&mut HashMap<String, String>),
 ) -> TestApp {
@@ -366,7 +375,7 @@ pub async fn spawn_app_with(
 }
 
 /// Reads a problem+json response and checks the status and code it carries.
-pub async fn assert_problem(
+pub(crate) async fn assert_problem(
     response: reqwest::Response,
     status: u16,
     code: &str,
@@ -392,18 +401,18 @@ pub async fn assert_problem(
 }
 
 /// A password that passes the policy.
-pub const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// What a login or refresh hands out.
 #[derive(Clone, Debug)]
-pub struct Tokens {
+pub(crate) struct Tokens {
     pub access: String,
     pub refresh: String,
     pub body: serde_json::Value,
 }
 
 impl Tokens {
-    pub async fn from_response(response: reqwest::Response) -> Self {
+    pub(crate) async fn from_response(response: reqwest::Response) -> Self {
         let refresh = refresh_cookie(&response).expect("a refresh cookie");
         let body: serde_json::Value = response.json().await.expect("session JSON");
         Self {
@@ -418,7 +427,7 @@ impl Tokens {
 }
 
 /// The refresh token set by a response, if it sets one.
-pub fn refresh_cookie(response: &reqwest::Response) -> Option<String> {
+pub(crate) fn refresh_cookie(response: &reqwest::Response) -> Option<String> {
     response
         .headers()
         .get_all("set-cookie")

@@ -19,7 +19,7 @@ use poem::{
 use serde_json::json;
 
 #[derive(Clone, Debug)]
-pub enum TokenReply {
+pub(crate) enum TokenReply {
     /// A successful exchange for this bot, with this access token (and a refresh token).
     Grant {
         bot_id: String,
@@ -41,11 +41,11 @@ pub enum TokenReply {
 }
 
 /// The `Authorization` header and the body of a token request.
-pub type TokenRequest = (Option<String>, String);
+pub(crate) type TokenRequest = (Option<String>, String);
 
 /// A scripted answer of the search endpoint.
 #[derive(Clone, Debug)]
-pub enum SearchReply {
+pub(crate) enum SearchReply {
     /// This status, with `Retry-After` when given, and this body and content type.
     Status {
         status: u16,
@@ -58,7 +58,7 @@ pub enum SearchReply {
 }
 
 impl SearchReply {
-    pub fn json(status: u16, retry_after: Option<u64>) -> Self {
+    pub(crate) fn json(status: u16, retry_after: Option<u64>) -> Self {
         Self::Status {
             status,
             retry_after,
@@ -69,7 +69,7 @@ impl SearchReply {
 }
 
 /// The page the mock's search answers with when nothing is scripted.
-pub const MOCK_PAGE: &str = r#"{"object":"list","results":[
+pub(crate) const MOCK_PAGE: &str = r#"{"object":"list","results":[
   {"object":"page","id":"mock-page","url":"https://notion.so/mock","in_trash":false,
    "last_edited_time":"2026-11-01T00:00:00.000Z","icon":{"type":"emoji","emoji":"📄"},
    "properties":{"Task":{"id":"title","type":"title","title":[{"plain_text":"Mock page"}]}}}],
@@ -100,16 +100,16 @@ struct Shared {
     valid_refresh: Arc<Mutex<Option<String>>>,
 }
 
-pub struct MockNotion {
+pub(crate) struct MockNotion {
     pub base: String,
     shared: Shared,
 }
 
-pub const MOCK_CLIENT_ID: &str = "mock-client-id";
-pub const MOCK_CLIENT_SECRET: &str = "mock-client-secret";
+pub(crate) const MOCK_CLIENT_ID: &str = "mock-client-id";
+pub(crate) const MOCK_CLIENT_SECRET: &str = "mock-client-secret";
 
 impl MockNotion {
-    pub async fn start(reply: TokenReply) -> Self {
+    pub(crate) async fn start(reply: TokenReply) -> Self {
         let shared = Shared {
             token_reply: Arc::new(Mutex::new(reply)),
             exchange_delay: Arc::default(),
@@ -147,24 +147,24 @@ impl MockNotion {
     }
 
     /// The variables that point an app at this stand-in.
-    pub fn configure(&self, vars: &mut std::collections::HashMap<String, String>) {
+    pub(crate) fn configure(&self, vars: &mut std::collections::HashMap<String, String>) {
         vars.insert("NOTION_API_BASE".into(), self.base.clone());
         vars.insert("NOTION_CLIENT_ID".into(), MOCK_CLIENT_ID.into());
         vars.insert("NOTION_CLIENT_SECRET".into(), MOCK_CLIENT_SECRET.into());
         vars.insert("NOTION_TIMEOUT".into(), "1s".into());
     }
 
-    pub fn reply_with(&self, reply: TokenReply) {
+    pub(crate) fn reply_with(&self, reply: TokenReply) {
         *self.shared.token_reply.lock().unwrap() = reply;
     }
 
     /// Makes code exchanges take this long before they answer.
-    pub fn delay_exchanges(&self, delay: Duration) {
+    pub(crate) fn delay_exchanges(&self, delay: Duration) {
         *self.shared.exchange_delay.lock().unwrap() = delay;
     }
 
     /// Waits (briefly) until the token endpoint has received `n` code exchanges.
-    pub async fn wait_for_exchanges(&self, n: usize) {
+    pub(crate) async fn wait_for_exchanges(&self, n: usize) {
         for _ in 0..100 {
             if self.token_calls() >= n {
                 return;
@@ -174,71 +174,71 @@ impl MockNotion {
     }
 
     /// Answers the next searches with these replies, in order.
-    pub fn script_search(&self, replies: impl IntoIterator<Item = SearchReply>) {
+    pub(crate) fn script_search(&self, replies: impl IntoIterator<Item = SearchReply>) {
         self.shared.search_script.lock().unwrap().extend(replies);
     }
 
     /// Makes the current access token stop working (as if it expired).
-    pub fn expire_access_token(&self) {
+    pub(crate) fn expire_access_token(&self) {
         *self.shared.valid_access.lock().unwrap() = Some("expired".into());
     }
 
-    pub fn search_calls(&self) -> usize {
+    pub(crate) fn search_calls(&self) -> usize {
         self.shared.search_calls.load(Ordering::SeqCst)
     }
 
-    pub fn refresh_calls(&self) -> usize {
+    pub(crate) fn refresh_calls(&self) -> usize {
         self.shared.refresh_calls.load(Ordering::SeqCst)
     }
 
     /// The access token search accepts now.
-    pub fn valid_access_token(&self) -> Option<String> {
+    pub(crate) fn valid_access_token(&self) -> Option<String> {
         self.shared.valid_access.lock().unwrap().clone()
     }
 
-    pub fn revoke_answers(&self, status: StatusCode) {
+    pub(crate) fn revoke_answers(&self, status: StatusCode) {
         self.revoke_answers_with(status, "{}");
     }
 
     /// Makes revoke answer with this status and body.
-    pub fn revoke_answers_with(&self, status: StatusCode, body: &'static str) {
+    pub(crate) fn revoke_answers_with(&self, status: StatusCode, body: &'static str) {
         *self.shared.revoke_reply.lock().unwrap() = (status, body);
     }
 
     /// The tokens revoke was asked to revoke, in order.
-    pub fn revoked_tokens(&self) -> Vec<String> {
+    pub(crate) fn revoked_tokens(&self) -> Vec<String> {
         self.shared.revoked.lock().unwrap().clone()
     }
 
     /// Makes introspection answer `active` for every token.
-    pub fn introspection_says(&self, active: bool) {
+    pub(crate) fn introspection_says(&self, active: bool) {
         *self.shared.introspect_active.lock().unwrap() = Some(active);
     }
 
-    pub fn introspect_calls(&self) -> usize {
+    pub(crate) fn introspect_calls(&self) -> usize {
         self.shared.introspect_calls.load(Ordering::SeqCst)
     }
 
     /// Makes refreshes take this long before they answer.
-    pub fn delay_refreshes(&self, delay: Duration) {
+    pub(crate) fn delay_refreshes(&self, delay: Duration) {
         *self.shared.refresh_delay.lock().unwrap() = delay;
     }
 
-    pub fn token_calls(&self) -> usize {
+    pub(crate) fn token_calls(&self) -> usize {
         self.shared.token_calls.load(Ordering::SeqCst)
     }
 
-    pub fn revoke_calls(&self) -> usize {
+    pub(crate) fn revoke_calls(&self) -> usize {
         self.shared.revoke_calls.load(Ordering::SeqCst)
     }
 
     /// The Authorization header and body of the latest token request.
-    pub fn last_token_request(&self) -> Option<TokenRequest> {
+    pub(crate) fn last_token_request(&self) -> Option<TokenRequest> {
         self.shared.last_token_request.lock().unwrap().clone()
     }
 
     /// Waits (briefly) until `revoke` has been called `n` times.
-    pub async fn wait_for_revokes(&self, n: usize) {
+    pub(crate) async fn wait_for_revokes(&self, n: usize) {
         for _ in 0..100 {
             if self.revoke_calls() >= n {
                 return;

@@ -10,7 +10,7 @@ use crate::{
 };
 
 /// A started authorization: what the browser holds after `POST /notion/oauth/authorize`.
-pub struct Flow {
+pub(crate) struct Flow {
     pub authorize_url: url::Url,
     pub state: String,
     pub binding: String,
@@ -19,11 +19,11 @@ pub struct Flow {
 impl TestApp {
     /// The app as the browser sees it: tests run it on a random port, while `PUBLIC_URL` stays
     /// `http://localhost:8000`, so URLs the app hands out are pointed back at the test server.
-    pub fn local(&self, url: &str) -> String {
+    pub(crate) fn local(&self, url: &str) -> String {
         url.replacen("http://localhost:8000", &self.address, 1)
     }
 
-    pub async fn start_flow(&self, access_token: &str) -> Flow {
+    pub(crate) async fn start_flow(&self, access_token: &str) -> Flow {
         let response = self
             .client
             .post(self.url("/api/v1/notion/oauth/authorize"))
@@ -61,7 +61,7 @@ impl TestApp {
     }
 
     /// Calls the callback as the browser would, and returns where it was sent.
-    pub async fn callback(&self, query: &str, binding: Option<&str>) -> url::Url {
+    pub(crate) async fn callback(&self, query: &str, binding: Option<&str>) -> url::Url {
         let mut request = self
             .client
             .get(self.url(&format!("/api/v1/notion/oauth/callback?{query}")));
@@ -77,7 +77,7 @@ impl TestApp {
 
     /// The whole flow through the sandbox: consent page, Allow, callback. Returns the id of
     /// the connection.
-    pub async fn connect_sandbox(&self, access_token: &str) -> String {
+    pub(crate) async fn connect_sandbox(&self, access_token: &str) -> String {
         let flow = self.start_flow(access_token).await;
         let page = self
             .client
@@ -101,7 +101,7 @@ impl TestApp {
 
     /// Starts a flow and calls the callback with a code directly, as Notion would after consent
     /// (for the mock Notion, which has no consent page). Returns the connection id.
-    pub async fn connect_with_code(&self, access_token: &str) -> String {
+    pub(crate) async fn connect_with_code(&self, access_token: &str) -> String {
         let flow = self.start_flow(access_token).await;
         let landed = self
             .callback(&format!("code=c&state={}", flow.state), Some(&flow.binding))
@@ -113,7 +113,7 @@ impl TestApp {
     }
 
     /// Presses a button on the sandbox's consent page; returns the redirect it answers with.
-    pub async fn decide(&self, flow: &Flow, decision: &str) -> url::Url {
+    pub(crate) async fn decide(&self, flow: &Flow, decision: &str) -> url::Url {
         let query = query_of(&flow.authorize_url);
         let form = [
             ("client_id", query["client_id"].as_str()),
@@ -133,12 +133,12 @@ impl TestApp {
     }
 }
 
-pub fn query_of(url: &url::Url) -> HashMap<String, String> {
+pub(crate) fn query_of(url: &url::Url) -> HashMap<String, String> {
     url.query_pairs().into_owned().collect()
 }
 
 /// The web app reads its outcome from the fragment: `#/connections?connected=...`.
-pub fn fragment_query(url: &url::Url) -> HashMap<String, String> {
+pub(crate) fn fragment_query(url: &url::Url) -> HashMap<String, String> {
     let fragment = url.fragment().unwrap_or_default();
     let query = fragment.strip_prefix("/connections?").unwrap_or_default();
     url::form_urlencoded::parse(query.as_bytes())

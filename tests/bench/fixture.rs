@@ -136,7 +136,7 @@ fn data_source(i: usize) -> Value {
 }
 
 /// The search page every search gets.
-pub fn search_page() -> String {
+pub(crate) fn search_page() -> String {
     let results: Vec<Value> = (0..100)
         .map(|i| if i % 5 == 4 { data_source(i) } else { page(i) })
         .collect();
@@ -153,7 +153,7 @@ pub fn search_page() -> String {
 }
 
 /// A token response for the authorization code `code` (one workspace per code).
-pub fn grant(code: &str) -> String {
+pub(crate) fn grant(code: &str) -> String {
     json!({
         "access_token": format!("secret_bench_{code}"),
         "token_type": "bearer",

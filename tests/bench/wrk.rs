@@ -8,7 +8,7 @@ use std::{
 
 /// What one wrk run measured.
 #[derive(Clone, Debug, Default)]
-pub struct Measured {
+pub(crate) struct Measured {
     pub requests_per_second: f64,
     pub p50: Duration,
     pub p99: Duration,
@@ -21,7 +21,7 @@ impl Measured {
     /// Several runs of one scenario as one: the median of each rate and latency, and the totals
     /// of requests and errors. A single slow or fast moment of a shared machine moves a median
     /// far less than a mean.
-    pub fn median(runs: &[Measured]) -> Measured {
+    pub(crate) fn median(runs: &[Measured]) -> Measured {
         let of = |field: fn(&Measured) -> f64| median(runs.iter().map(field).collect());
         Measured {
             requests_per_second: of(|m| m.requests_per_second),
@@ -34,7 +34,7 @@ impl Measured {
 }
 
 /// The middle value, or the mean of the two middle ones; 0 for none.
-pub fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     match values.len() {
         0 => 0.0,
@@ -44,7 +44,7 @@ pub fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// A wrk run: `connections` clients over `threads` threads for `seconds`, with a Lua `script`.
-pub struct Run<'a> {
+pub(crate) struct Run<'a> {
     pub url: &'a str,
     pub connections: u32,
     pub seconds: u32,
@@ -52,7 +52,7 @@ pub struct Run<'a> {
 }
 
 impl Run<'_> {
-    pub fn start(&self) -> Child {
+    pub(crate) fn start(&self) -> Child {
         let threads = self.connections.clamp(1, 2);
         Command::new("wrk")
             .args([
@@ -72,13 +72,13 @@ impl Run<'_> {
             .expect("wrk starts (Debian: apt install wrk)")
     }
 
-    pub fn run(&self) -> Measured {
+    pub(crate) fn run(&self) -> Measured {
         finish(self.start())
     }
 }
 
 /// Waits for a started run and reads its report.
-pub fn finish(child: Child) -> Measured {
+pub(crate) fn finish(child: Child) -> Measured {
     let output = child.wait_with_output().expect("wrk finishes");
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -129,7 +129,7 @@ fn parse(report: &str) -> Measured {
 
 /// A Lua script that sends `method` with these headers, cycling through `requests` (a path,
 /// and a body or none).
-pub fn script(
+pub(crate) fn script(
     method: &str,
     requests: &[(String, Option<String>)],
     headers: &[(&str, String)],

@@ -63,7 +63,7 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
 }
 
 /// A browser session, with the origin of the app under test.
-pub struct Browser {
+pub(super) struct Browser {
     client: Client,
     origin: String,
     /// Console entries read so far and not yet judged.
@@ -78,7 +78,7 @@ pub struct Browser {
 impl Browser {
     /// Starts ChromeDriver and a fresh headless Chromium, or `None` when they are not installed.
     /// `prefix` starts the names of this session's screenshots.
-    pub async fn start(origin: &str, prefix: &str) -> Option<Self> {
+    pub(super) async fn start(origin: &str, prefix: &str) -> Option<Self> {
         let (chromium, driver_path) = tools()?;
         let turn = ONE_AT_A_TIME.lock().await;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -145,28 +145,28 @@ impl Browser {
         })
     }
 
-    pub fn client(&self) -> &Client {
+    pub(super) fn client(&self) -> &Client {
         &self.client
     }
 
     /// Opens a path of the app (`/`, `/#/connections`, ...).
-    pub async fn open(&self, path: &str) {
+    pub(super) async fn open(&self, path: &str) {
         self.client
             .goto(&format!("{}{path}", self.origin))
             .await
             .expect("navigate");
     }
 
-    pub async fn url(&self) -> url::Url {
+    pub(super) async fn url(&self) -> url::Url {
         self.client.current_url().await.expect("current URL")
     }
 
-    pub async fn reload(&self) {
+    pub(super) async fn reload(&self) {
         self.client.refresh().await.expect("reload");
     }
 
     /// Waits until `css` matches a displayed element.
-    pub async fn find(&self, css: &str) -> Element {
+    pub(super) async fn find(&self, css: &str) -> Element {
         self.until(&format!("{css} to be shown"), || async {
             match self.client.find(Locator::Css(css)).await {
                 Ok(element) if element.is_displayed().await.unwrap_or(false) => Some(element),
@@ -177,7 +177,7 @@ impl Browser {
     }
 
     /// Waits until the first element matching `css` contains `text`.
-    pub async fn find_text(&self, css: &str, text: &str) -> Element {
+    pub(super) async fn find_text(&self, css: &str, text: &str) -> Element {
         self.until(&format!("{css} to contain {text:?}"), || async {
             let element = self.client.find(Locator::Css(css)).await.ok()?;
             let shown = element.text().await.ok()?;
@@ -187,7 +187,7 @@ impl Browser {
     }
 
     /// Waits until `css` matches exactly `n` elements.
-    pub async fn wait_for_count(&self, css: &str, n: usize) {
+    pub(super) async fn wait_for_count(&self, css: &str, n: usize) {
         self.until(&format!("{n} of {css}"), || async {
             let found = self.client.find_all(Locator::Css(css)).await.ok()?;
             (found.len() == n).then_some(())
@@ -196,7 +196,7 @@ impl Browser {
     }
 
     /// Waits until `condition` (a JavaScript expression) is true in the page.
-    pub async fn wait_for_js(&self, condition: &str) {
+    pub(super) async fn wait_for_js(&self, condition: &str) {
         self.until(condition, || async {
             let value = self
                 .client
@@ -209,7 +209,7 @@ impl Browser {
     }
 
     /// Polls `probe` until it yields a value, or fails the test naming what it waited for.
-    pub async fn until<T, F, Fut>(&self, what: &str, mut probe: F) -> T
+    pub(super) async fn until<T, F, Fut>(&self, what: &str, mut probe: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
@@ -231,23 +231,23 @@ impl Browser {
         }
     }
 
-    pub async fn click(&self, css: &str) {
+    pub(super) async fn click(&self, css: &str) {
         self.find(css).await.click().await.expect("click");
     }
 
     /// Replaces the text of an input.
-    pub async fn fill(&self, css: &str, text: &str) {
+    pub(super) async fn fill(&self, css: &str, text: &str) {
         let input = self.find(css).await;
         input.clear().await.expect("clear");
         input.send_keys(text).await.expect("type");
     }
 
-    pub async fn text(&self, css: &str) -> String {
+    pub(super) async fn text(&self, css: &str) -> String {
         self.find(css).await.text().await.expect("text")
     }
 
     /// Runs a script in the page and returns what it returns.
-    pub async fn js(&self, script: &str) -> Value {
+    pub(super) async fn js(&self, script: &str) -> Value {
         self.client
             .execute(script, vec![])
             .await
@@ -255,7 +255,7 @@ impl Browser {
     }
 
     /// Presses one key wherever the focus is, as a person would.
-    pub async fn press(&self, key: char) {
+    pub(super) async fn press(&self, key: char) {
         let keys = KeyActions::new("keyboard".into())
             .then(KeyAction::Down { value: key })
             .then(KeyAction::Up { value: key });
@@ -263,7 +263,7 @@ impl Browser {
     }
 
     /// Saves a PNG of the page as `target/screenshots/{prefix}-{name}.png`.
-    pub async fn screenshot(&self, name: &str) -> PathBuf {
+    pub(super) async fn screenshot(&self, name: &str) -> PathBuf {
         let path = self.screenshots.join(format!("{}-{name}.png", self.prefix));
         if let Ok(png) = self.client.screenshot().await {
             let _ = std::fs::write(&path, png);
@@ -272,7 +272,7 @@ impl Browser {
     }
 
     /// Renders like a phone (390 px wide) in the dark theme, or back to a light desktop window.
-    pub async fn emulate_phone_in_dark(&self, on: bool) {
+    pub(super) async fn emulate_phone_in_dark(&self, on: bool) {
         let (metrics, media) = if on {
             (
                 json!({ "cmd": "Emulation.setDeviceMetricsOverride", "params": {
@@ -295,14 +295,14 @@ impl Browser {
     }
 
     /// Fails the test if the console holds any error or any Content-Security-Policy report.
-    pub async fn assert_console_clean(&self) {
+    pub(super) async fn assert_console_clean(&self) {
         self.assert_console_clean_except(&[]).await;
     }
 
     /// Like [`Browser::assert_console_clean`], but failed requests the test provoked on purpose
     /// (`(path, status)`: an entry such as `/api/v1/auth/login ... status of 401`) are allowed.
     /// Returns which of them were seen, so a test can tell that the console was read at all.
-    pub async fn assert_console_clean_except(
+    pub(super) async fn assert_console_clean_except(
         &self,
         expected_failures: &[(&str, u16)],
     ) -> Vec<(String, u16)> {
@@ -339,7 +339,7 @@ impl Browser {
     }
 
     /// Every form control and button in the page can be named by assistive technology.
-    pub async fn assert_controls_are_labelled(&self) {
+    pub(super) async fn assert_controls_are_labelled(&self) {
         let unlabelled = self
             .js(
                 "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')]
@@ -354,7 +354,7 @@ impl Browser {
     }
 
     /// The page fits its width: nothing forces a horizontal scroll.
-    pub async fn assert_no_horizontal_scroll(&self) {
+    pub(super) async fn assert_no_horizontal_scroll(&self) {
         let overflow = self
             .js("return document.documentElement.scrollWidth - document.documentElement.clientWidth;")
             .await;
@@ -365,7 +365,7 @@ impl Browser {
     }
 
     /// Ends the session; ChromeDriver and its browser stop when the value is dropped.
-    pub async fn close(self) {
+    pub(super) async fn close(self) {
         let _ = self.client.clone().close().await;
     }
 }
