@@ -6,7 +6,7 @@
 //! than glibc's allocator (see BENCHMARKS.md). But mimalloc keeps freed memory around to reuse
 //! it, which is the wrong trade for the one large, rare block the service allocates: each
 //! password hash takes 19 MiB, and those pages should go back to the system as soon as the hash
-//! is done. So blocks of [`LARGE_BLOCK`] or more go to the system allocator, which maps each one
+//! is done. So blocks of `LARGE_BLOCK` or more go to the system allocator, which maps each one
 //! on its own and unmaps it when it is freed ([`configure`] fixes glibc's mapping threshold so
 //! that this holds for every such block).
 //!
@@ -34,7 +34,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 ///   search stayed the same within the benchmark's noise (0.325 ms at no delay, 0.326 at 10 ms,
 ///   0.324 at 100 ms). `MIMALLOC_PURGE_DELAY` in the environment (milliseconds) takes
 ///   precedence, to compare.
-/// - glibc maps every block of [`LARGE_BLOCK`] or more on its own and unmaps it when it is freed.
+/// - glibc maps every block of `LARGE_BLOCK` or more on its own and unmaps it when it is freed.
 ///   By default glibc raises its mapping threshold after the first such block is freed and keeps
 ///   later ones on its heap, holding a hash's memory for good.
 pub fn configure() {

@@ -1,4 +1,4 @@
-//! Errors with their causes: [`BoxError`] keeps any cause, [`Chain`] shows a whole chain of
+//! Errors with their causes: `BoxError` keeps any cause, [`Chain`] shows a whole chain of
 //! them in one log field.
 
 /// Any cause, kept with its own causes for the log.

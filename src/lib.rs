@@ -1,28 +1,28 @@
 //! notion-connect: lets an application's users connect their Notion workspaces through Notion's
 //! OAuth flow, stores their tokens encrypted, and searches those workspaces for them.
 //!
-//! A short tour:
-//! - [`config`] reads and validates every setting once; [`startup`] builds the application from
-//!   them (database, migrations, state, routes) for `main` and for the tests alike,
-//!   [`http_policy`] wraps every request (body limit, security headers, content policies),
-//!   [`cors`] answers cross-origin requests, and [`transport`] bounds connections (their number,
-//!   their idle and header deadlines, HTTP/1.1 only).
-//! - [`api`] holds the HTTP operations, one module per resource, assembled into one OpenAPI spec.
-//!   Handlers parse the request, call one domain function and map its outcome to a response.
-//! - [`error`] renders every failure as `application/problem+json`, logging a server error's
-//!   whole cause chain once and sending none of it.
-//! - [`notion`] is everything about Notion: its OAuth endpoints, its search API, and the
-//!   [`notion::connections`] service that stores, shows, searches (refreshing tokens), removes
-//!   and re-seals connections.
-//! - [`auth`] holds accounts: usernames, password policy and hashing, access and refresh tokens,
-//!   the backoff after failed logins, and the bearer security schemes.
-//! - [`rate_limit`] and [`client_ip`] limit requests per client address (and Notion calls per
-//!   connection); [`housekeeping`] deletes expired rows.
-//! - [`db`] connects to SQLite or PostgreSQL (the schema lives in the `migration` crate);
-//!   [`store`] holds the queries, [`entity`] the table shapes.
-//! - [`crypto`] seals tokens at rest with the key ring; [`secret`] keeps secrets out of logs.
-//! - [`web`] serves the single-page app of `web/`, compiled into the binary; [`sandbox`] stands
-//!   in for Notion in development.
+//! The code stands on five floors. Each file imports only from its own floor and the ones below
+//! it (`tests/api/architecture.rs` checks this, and that no files import each other in a circle):
+//!
+//! - **shell**: `main.rs` (the commands) and [`startup`], which builds the application from the
+//!   settings (database, migrations, services, routes) for `main` and for the tests alike.
+//! - **http**: [`api`], the HTTP operations, one module per resource, assembled into one OpenAPI
+//!   document, with the security schemes (`api::security`) and problem rendering
+//!   (`api::problem`); a handler maps a request to one service call and its outcome to a
+//!   response. Around them: `http_policy` (body limits, deadlines, security headers, the docs),
+//!   `cors`, `request_log`, `web` (the embedded app of `web/`), `transport` (the connection cap and
+//!   deadlines, HTTP/1.1 only), `scrape` (the metrics listener) and [`state`], which holds the
+//!   services.
+//! - **domain**: [`auth`], the accounts service (registration, login with its throttling, session
+//!   renewal, logout, account deletion); [`notion`], the connection service (the OAuth flow,
+//!   search with token refresh, disconnecting, the revocation worker); [`sandbox`], a stand-in
+//!   for Notion in development; [`housekeeping`], which deletes expired rows.
+//! - **store**: [`db`] (connecting, migrations, readiness), [`store`] (the queries, one module
+//!   per table group) and [`entity`] (the table shapes; the schema's history is the `migration`
+//!   crate).
+//! - **base**: [`config`], [`crypto`] (the key ring and token cipher), [`secret`], [`chain`]
+//!   (errors with their causes), `metrics` (the registry), [`telemetry`], `rate_limit`,
+//!   `client_ip` and [`allocator`].
 
 pub mod allocator;
 pub mod api;

@@ -2,7 +2,7 @@
 //!
 //! [`Application::build`] is used by `main` and by the tests alike, so the tests exercise exactly
 //! the production wiring (on port 0 with their own database). What every request passes through
-//! (limits, security headers, the docs' policy) is in [`crate::http_policy`].
+//! (limits, security headers, the docs' policy) is in `http_policy`.
 
 use std::{future::Future, io, net::SocketAddr, time::Duration};
 

@@ -59,7 +59,7 @@ pub(crate) fn openapi_service() -> OpenApiService<Api, ()> {
         .server("/api/v1")
 }
 
-/// The published spec as pretty-printed JSON, ending with a newline (see [`spec`]).
+/// The published spec as pretty-printed JSON, ending with a newline (see `spec`).
 pub fn spec_json() -> String {
     spec::document().json.clone()
 }

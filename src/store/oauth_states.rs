@@ -12,7 +12,7 @@ use crate::entity::oauth_state;
 pub(crate) const MAX_OPEN_FLOWS_PER_USER: u64 = 5;
 
 /// Stores a new state for `user_id`, and deletes the user's unclaimed states beyond the newest
-/// [`MAX_OPEN_FLOWS_PER_USER`]. A claimed state (a callback is exchanging its code) is never
+/// `MAX_OPEN_FLOWS_PER_USER`. A claimed state (a callback is exchanging its code) is never
 /// deleted here.
 pub async fn insert(
     db: &impl ConnectionTrait,

@@ -50,14 +50,14 @@ pub(crate) const KEPT_GENERATIONS: u64 = 10;
 pub(crate) const MAX_LIVE_SESSIONS: usize = 100;
 
 /// A login's new family, and the account's oldest families that it ended to stay within
-/// [`MAX_LIVE_SESSIONS`].
+/// `MAX_LIVE_SESSIONS`.
 pub struct Started {
     pub(crate) family_id: Uuid,
     pub(crate) ended: Vec<Uuid>,
 }
 
 /// Starts a family for a login, with its first refresh token, and ends the account's oldest
-/// families beyond [`MAX_LIVE_SESSIONS`], in one transaction.
+/// families beyond `MAX_LIVE_SESSIONS`, in one transaction.
 ///
 /// Concurrent logins to one account take turns: on PostgreSQL the transaction locks the user's
 /// row (a lock that does not conflict with the foreign-key checks of the inserts), and SQLite
