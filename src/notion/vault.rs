@@ -410,26 +410,7 @@ impl ConnectionVault {
                 .transpose()?,
         ))
     }
-}
 
-/// What the key ring makes of the stored connections.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum KeyRingCheck {
-    /// No connection is stored.
-    Empty,
-    /// At least one of the newest connections opens.
-    Opens,
-    /// None of the `sampled` newest connections opens; they are sealed with `key_ids`.
-    OpensNone {
-        sampled: usize,
-        key_ids: Vec<String>,
-    },
-}
-
-/// Connections tried by [`ConnectionVault::check_key_ring`].
-const KEY_RING_SAMPLE: u64 = 20;
-
-impl ConnectionVault {
     /// Tries the key ring on the newest stored connections. A ring that opens none of them is
     /// almost certainly the wrong one (a typo, another deployment's keys, a key dropped before
     /// `rotate-keys` finished), which would otherwise only show connection by connection, as
@@ -451,6 +432,23 @@ impl ConnectionVault {
         })
     }
 }
+
+/// What the key ring makes of the stored connections.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum KeyRingCheck {
+    /// No connection is stored.
+    Empty,
+    /// At least one of the newest connections opens.
+    Opens,
+    /// None of the `sampled` newest connections opens; they are sealed with `key_ids`.
+    OpensNone {
+        sampled: usize,
+        key_ids: Vec<String>,
+    },
+}
+
+/// Connections tried by [`ConnectionVault::check_key_ring`].
+const KEY_RING_SAMPLE: u64 = 20;
 
 /// What a key rotation did.
 #[derive(Debug, Default, PartialEq, Eq)]
