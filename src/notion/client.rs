@@ -94,14 +94,18 @@ impl NotionClient {
         }
     }
 
-    /// `POST /search` for `connection`. Returns the raw JSON body, to be parsed in place.
+    /// `POST /search` for `connection`, retries included, until `NOTION_TIMEOUT` has passed or
+    /// `until`, whichever comes first. Returns the raw JSON body, to be parsed in place.
     pub(crate) async fn search(
         &self,
         connection: Uuid,
         token: &str,
         body: &SearchRequest,
+        until: Option<Instant>,
     ) -> Result<Bytes, NotionError> {
-        self.post_with_retries(connection, NotionEndpoint::Search, token, body)
+        let own = Instant::now() + self.deadline;
+        let deadline = until.map_or(own, |until| until.min(own));
+        self.post_with_retries(connection, NotionEndpoint::Search, token, body, deadline)
             .await
     }
 
@@ -111,8 +115,8 @@ impl NotionClient {
         endpoint: NotionEndpoint,
         token: &str,
         body: &impl serde::Serialize,
+        deadline: Instant,
     ) -> Result<Bytes, NotionError> {
-        let deadline = Instant::now() + self.deadline;
         let url = self.endpoints.url(endpoint.path());
         let mut attempt = 0;
         loop {

@@ -9,18 +9,18 @@
 use std::{sync::Arc, time::Duration};
 
 use sea_orm::{DatabaseConnection, TransactionTrait};
-use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
     NotionEndpoints,
     authorization::{self, AuthorizationFlow, CallbackError, StartError, StartedFlow},
-    client::{NotionClient, NotionError},
+    client::NotionClient,
     errors::{ConnectionError, SearchError},
     oauth::{Grant, NotionOAuth},
     refresher::TokenRefresher,
     revoker::Revoker,
-    search::{self, SearchPage, SearchRequest},
+    search::{SearchPage, SearchRequest},
+    searcher::ConnectionSearcher,
     vault::{ConnectionVault, OwnedConnection},
 };
 use crate::{
@@ -52,9 +52,8 @@ pub(crate) struct ListedConnection {
 pub(crate) struct ConnectionService {
     vault: ConnectionVault,
     oauth: Arc<NotionOAuth>,
-    api: NotionClient,
     flow: AuthorizationFlow,
-    refresher: TokenRefresher,
+    searcher: ConnectionSearcher,
     revoker: Arc<Revoker>,
 }
 
@@ -69,17 +68,17 @@ impl ConnectionService {
     ) -> Self {
         let vault = ConnectionVault::new(db.clone(), cipher);
         let revoker = Arc::new(Revoker::new(vault.clone(), oauth.clone()));
+        let refresher = Arc::new(TokenRefresher::new(
+            vault.clone(),
+            oauth.clone(),
+            revoker.clone(),
+            refresh_wait,
+        ));
         Self {
             flow: AuthorizationFlow::new(db, oauth.clone()),
-            refresher: TokenRefresher::new(
-                vault.clone(),
-                oauth.clone(),
-                revoker.clone(),
-                refresh_wait,
-            ),
+            searcher: ConnectionSearcher::new(vault.clone(), Arc::new(api), refresher),
             vault,
             oauth,
-            api,
             revoker,
         }
     }
@@ -194,9 +193,7 @@ impl ConnectionService {
         }
     }
 
-    /// Searches one of the user's connections. A token Notion no longer accepts is refreshed
-    /// once (one refresh per connection at a time, see [`super::refresher`]) and the search
-    /// repeated; a connection that cannot be refreshed is marked `needs_reauth`.
+    /// Searches one of the user's connections (see [`ConnectionSearcher::search`]).
     pub(crate) async fn search(
         &self,
         user_id: Uuid,
@@ -206,46 +203,7 @@ impl ConnectionService {
         let row = connections::find_for_user(self.vault.db(), user_id, id)
             .await?
             .ok_or(SearchError::NotFound)?;
-        if row.status == connections::ConnectionStatus::NeedsReauth {
-            return Err(SearchError::NeedsReauth);
-        }
-        let (token, _) = self.vault.opened(&row, self.vault.open_all(&row)).await?;
-        let mut outcome = self.api.search(row.id, token.expose(), request).await;
-        if matches!(outcome, Err(NotionError::Unauthorized)) {
-            let fresh = self.refresher.fresh_token(row.id, &token).await?;
-            outcome = self.api.search(row.id, fresh.expose(), request).await;
-            if matches!(outcome, Err(NotionError::Unauthorized)) {
-                connections::mark_needs_reauth(self.vault.db(), row.id).await?;
-                return Err(SearchError::NeedsReauth);
-            }
-        }
-        let raw = outcome.map_err(|e| match e {
-            // A request we build is always valid, except for the client's cursor, which only
-            // Notion can judge.
-            NotionError::Status {
-                status: 400,
-                code: Some(ref code),
-                ..
-            } if code == "validation_error" && request.start_cursor.is_some() => {
-                SearchError::InvalidCursor
-            }
-            e => {
-                tracing::warn!(connection_id = %row.id, error = %e, "Notion search failed");
-                SearchError::Notion(e)
-            }
-        })?;
-        let page = search::parse(&raw).map_err(|e| {
-            tracing::warn!(connection_id = %row.id, error = %e, "unreadable search response");
-            SearchError::Malformed(e)
-        })?;
-        // One-minute resolution is plenty, and spares a write on most searches.
-        let stale = row
-            .last_used_at
-            .is_none_or(|used| OffsetDateTime::now_utc() - used > time::Duration::minutes(1));
-        if stale {
-            connections::touch_last_used(self.vault.db(), row.id).await?;
-        }
-        Ok(page)
+        self.searcher.search(&row, request, None).await
     }
 
     /// Ends the claimed OAuth flow `state_id` and stores what Notion granted, in one

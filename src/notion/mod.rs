@@ -8,6 +8,7 @@ pub(crate) mod oauth;
 pub(crate) mod refresher;
 pub(crate) mod revoker;
 pub mod search;
+pub(crate) mod searcher;
 pub mod vault;
 
 use std::{net::SocketAddr, time::Duration};

@@ -1,0 +1,95 @@
+//! Searching one connection: its token opened from the vault, refreshed once when Notion stops
+//! accepting it, and the answer parsed. Cheap to clone, so a search across workspaces can run
+//! each workspace's on a task of its own.
+
+use std::{sync::Arc, time::Instant};
+
+use time::OffsetDateTime;
+
+use super::{
+    client::{NotionClient, NotionError},
+    errors::SearchError,
+    refresher::TokenRefresher,
+    search::{self, SearchPage, SearchRequest},
+    vault::ConnectionVault,
+};
+use crate::store::connections::{self, ConnectionRow, ConnectionStatus};
+
+#[derive(Clone)]
+pub(crate) struct ConnectionSearcher {
+    vault: ConnectionVault,
+    api: Arc<NotionClient>,
+    refresher: Arc<TokenRefresher>,
+}
+
+impl ConnectionSearcher {
+    pub(crate) fn new(
+        vault: ConnectionVault,
+        api: Arc<NotionClient>,
+        refresher: Arc<TokenRefresher>,
+    ) -> Self {
+        Self {
+            vault,
+            api,
+            refresher,
+        }
+    }
+
+    /// Searches the connection `row`, Notion's calls ending by `until` if given. A token Notion
+    /// no longer accepts is refreshed once (one refresh per connection at a time, see
+    /// [`super::refresher`]) and the search repeated; a connection that cannot be refreshed is
+    /// marked `needs_reauth`.
+    pub(crate) async fn search(
+        &self,
+        row: &ConnectionRow,
+        request: &SearchRequest,
+        until: Option<Instant>,
+    ) -> Result<SearchPage, SearchError> {
+        if row.status == ConnectionStatus::NeedsReauth {
+            return Err(SearchError::NeedsReauth);
+        }
+        let (token, _) = self.vault.opened(row, self.vault.open_all(row)).await?;
+        let mut outcome = self
+            .api
+            .search(row.id, token.expose(), request, until)
+            .await;
+        if matches!(outcome, Err(NotionError::Unauthorized)) {
+            let fresh = self.refresher.fresh_token(row.id, &token).await?;
+            outcome = self
+                .api
+                .search(row.id, fresh.expose(), request, until)
+                .await;
+            if matches!(outcome, Err(NotionError::Unauthorized)) {
+                connections::mark_needs_reauth(self.vault.db(), row.id).await?;
+                return Err(SearchError::NeedsReauth);
+            }
+        }
+        let raw = outcome.map_err(|e| match e {
+            // A request we build is always valid, except for the cursor, which only Notion can
+            // judge.
+            NotionError::Status {
+                status: 400,
+                code: Some(ref code),
+                ..
+            } if code == "validation_error" && request.start_cursor.is_some() => {
+                SearchError::InvalidCursor
+            }
+            e => {
+                tracing::warn!(connection_id = %row.id, error = %e, "Notion search failed");
+                SearchError::Notion(e)
+            }
+        })?;
+        let page = search::parse(&raw).map_err(|e| {
+            tracing::warn!(connection_id = %row.id, error = %e, "unreadable search response");
+            SearchError::Malformed(e)
+        })?;
+        // One-minute resolution is plenty, and spares a write on most searches.
+        let stale = row
+            .last_used_at
+            .is_none_or(|used| OffsetDateTime::now_utc() - used > time::Duration::minutes(1));
+        if stale {
+            connections::touch_last_used(self.vault.db(), row.id).await?;
+        }
+        Ok(page)
+    }
+}
