@@ -30,6 +30,10 @@ const DEFAULT_NOTION_API_BASE: &str = "https://api.notion.com/v1";
 /// pile up (a burst of users, or Notion slowing down). At Notion's usual 150 to 300 ms per
 /// search it still carries fifty to a hundred searches a second.
 const DEFAULT_NOTION_CONCURRENCY: usize = 16;
+/// How long a search across workspaces waits for the slowest, by default (at most
+/// `NOTION_TIMEOUT`): long enough for Notion's usual answers and a retry, short enough that one
+/// slow workspace does not keep a person waiting for the others.
+const DEFAULT_FANOUT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest time a PostgreSQL statement may run, by default (never more than half of
 /// `REQUEST_TIMEOUT`). Every statement of a request is an indexed lookup or a small write that
 /// takes milliseconds; one still running after this is stuck behind a lock or a failing disk.
@@ -114,6 +118,8 @@ pub(crate) struct NotionSettings {
     pub rate_limit: u32,
     /// Most search calls to Notion in flight at once, across all connections.
     pub concurrency: usize,
+    /// How long a search across workspaces waits for the slowest one.
+    pub fanout_timeout: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -463,17 +469,24 @@ impl NotionSettings {
                 ),
             ));
         }
+        let timeout = vars.read("NOTION_TIMEOUT", Duration::from_secs(15), |raw| {
+            parse_duration("NOTION_TIMEOUT", raw, 1, 120)
+        })?;
+        let fanout_timeout = vars.read(
+            "SEARCH_FANOUT_TIMEOUT",
+            DEFAULT_FANOUT_TIMEOUT.min(timeout),
+            |raw| parse_duration("SEARCH_FANOUT_TIMEOUT", raw, 1, timeout.as_secs()),
+        )?;
         Ok(Self {
             credentials,
             api_base,
+            timeout,
+            fanout_timeout,
             version: vars.read(
                 "NOTION_VERSION",
                 DEFAULT_NOTION_VERSION.to_owned(),
                 parse_notion_version,
             )?,
-            timeout: vars.read("NOTION_TIMEOUT", Duration::from_secs(15), |raw| {
-                parse_duration("NOTION_TIMEOUT", raw, 1, 120)
-            })?,
             rate_limit: vars.read("NOTION_RATE_LIMIT", 3, |raw| {
                 parse_in_range("NOTION_RATE_LIMIT", raw, 1..=1000, "requests per second")
             })?,

@@ -310,6 +310,16 @@ pub(crate) fn random_token<const N: usize>() -> Result<String, getrandom::Error>
     Ok(URL_SAFE_NO_PAD.encode(random_bytes::<N>()?))
 }
 
+/// A key for one `purpose`, derived from a secret (HMAC-SHA256 of the purpose), so that one
+/// configured secret can key several things without one key telling anything about another.
+pub(crate) fn derive_key(secret: &[u8], purpose: &str) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(purpose.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
 /// Lower-case hexadecimal.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;

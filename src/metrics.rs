@@ -41,6 +41,8 @@ pub(crate) struct Metrics {
     oauth_callbacks: IntCounterVec,
     token_refreshes: IntCounterVec,
     revocations: IntCounterVec,
+    fanout_width: Histogram,
+    fanout_lanes: IntCounterVec,
     logins: IntCounterVec,
     connections: IntGaugeVec,
     /// When `connections` was last counted; the lock makes concurrent scrapes count once.
@@ -140,6 +142,23 @@ impl Metrics {
                 &["outcome"],
             )
             .expect("a valid metric"),
+            fanout_width: Histogram::with_opts(
+                HistogramOpts::new(
+                    "search_fanout_width",
+                    "Workspaces searched for one page of a search across workspaces.",
+                )
+                .namespace(NAMESPACE)
+                .buckets(vec![1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0]),
+            )
+            .expect("a valid metric"),
+            fanout_lanes: IntCounterVec::new(
+                opts(
+                    "search_fanout_workspaces_total",
+                    "Workspaces searched for pages of searches across workspaces, by outcome.",
+                ),
+                &["status"],
+            )
+            .expect("a valid metric"),
             logins: IntCounterVec::new(opts("logins_total", "Login attempts, by outcome."), &["outcome"])
                 .expect("a valid metric"),
             connections: IntGaugeVec::new(
@@ -163,6 +182,8 @@ impl Metrics {
             Box::new(metrics.oauth_callbacks.clone()),
             Box::new(metrics.token_refreshes.clone()),
             Box::new(metrics.revocations.clone()),
+            Box::new(metrics.fanout_width.clone()),
+            Box::new(metrics.fanout_lanes.clone()),
             Box::new(metrics.logins.clone()),
             Box::new(metrics.connections.clone()),
         ] {
@@ -220,6 +241,14 @@ impl Metrics {
     /// Records how an attempt to revoke a token went.
     pub(crate) fn revocation(&self, outcome: &'static str) {
         self.revocations.with_label_values(&[outcome]).inc();
+    }
+
+    /// Records a page of a search across workspaces: how many were searched and how each went.
+    pub(crate) fn fanout<'a>(&self, width: usize, statuses: impl Iterator<Item = &'a str>) {
+        self.fanout_width.observe(width as f64);
+        for status in statuses {
+            self.fanout_lanes.with_label_values(&[status]).inc();
+        }
     }
 
     pub(crate) fn login(&self, outcome: LoginOutcome) {

@@ -15,7 +15,11 @@ use crate::{
     crypto::TokenCipher,
     metrics::Metrics,
     notion::{
-        NotionEndpoints, client::NotionClient, connections::ConnectionService, oauth::NotionOAuth,
+        NotionEndpoints,
+        client::NotionClient,
+        connections::{ConnectionService, FanoutSettings},
+        fanout_cursor::CursorKey,
+        oauth::NotionOAuth,
     },
 };
 
@@ -53,6 +57,11 @@ impl AppState {
             oauth,
             api,
             settings.notion.timeout,
+            FanoutSettings {
+                cursor_key: CursorKey::derive(settings.jwt_secret.expose()),
+                deadline: settings.notion.fanout_timeout,
+                metrics: metrics.clone(),
+            },
         ));
         let accounts = Accounts::new(AccountsConfig {
             db: db.clone(),

@@ -14,6 +14,7 @@ pub mod search;
 pub(crate) mod security;
 pub(crate) mod service;
 pub(crate) mod spec;
+pub(crate) mod unified_search;
 
 use poem_openapi::{OpenApiService, Tags};
 
@@ -29,6 +30,8 @@ pub(crate) enum ApiTags {
     Notion,
     /// Your connected Notion workspaces.
     Connections,
+    /// Searching all your workspaces at once.
+    Search,
     /// Listings for administrators.
     Admin,
 }
@@ -41,6 +44,7 @@ pub(crate) type Api = (
     notion_oauth::NotionOAuthApi,
     connections::ConnectionsApi,
     search::SearchApi,
+    unified_search::UnifiedSearchApi,
     admin::AdminApi,
 );
 

@@ -209,7 +209,7 @@ impl SearchApi {
 }
 
 impl SearchFilter {
-    fn notion(self) -> ObjectFilter {
+    pub(crate) fn notion(self) -> ObjectFilter {
         ObjectFilter::only(match self {
             Self::Page => ObjectType::Page,
             Self::DataSource => ObjectType::DataSource,
@@ -219,10 +219,14 @@ impl SearchFilter {
 
 impl SearchSort {
     fn notion(self) -> Sort {
-        Sort::by_last_edited(match self {
+        Sort::by_last_edited(self.direction())
+    }
+
+    pub(crate) fn direction(self) -> Direction {
+        match self {
             Self::Descending => Direction::Descending,
             Self::Ascending => Direction::Ascending,
-        })
+        }
     }
 }
 

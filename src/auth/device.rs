@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::crypto::{hex, random_bytes};
+use crate::crypto::{derive_key as derive, hex, random_bytes};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -27,12 +27,6 @@ pub(crate) const DEVICE_COOKIE_MAX_AGE: u64 = 365 * 24 * 3600;
 pub(crate) struct Devices {
     cookie_key: [u8; 32],
     name_key: [u8; 32],
-}
-
-fn derive(secret: &[u8], purpose: &str) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(purpose.as_bytes());
-    mac.finalize().into_bytes().into()
 }
 
 impl Devices {

@@ -16,6 +16,8 @@ use super::{
     authorization::{self, AuthorizationFlow, CallbackError, StartError, StartedFlow},
     client::NotionClient,
     errors::{ConnectionError, SearchError},
+    fanout::{Fanout, FanoutError, FanoutPage, FanoutRequest},
+    fanout_cursor::CursorKey,
     oauth::{Grant, NotionOAuth},
     refresher::TokenRefresher,
     revoker::Revoker,
@@ -25,6 +27,7 @@ use super::{
 };
 use crate::{
     crypto::TokenCipher,
+    metrics::Metrics,
     store::{StoreError, connections, oauth_states, revocations, users},
 };
 
@@ -54,7 +57,17 @@ pub(crate) struct ConnectionService {
     oauth: Arc<NotionOAuth>,
     flow: AuthorizationFlow,
     searcher: ConnectionSearcher,
+    fanout: Fanout,
     revoker: Arc<Revoker>,
+}
+
+/// How searches across workspaces run.
+pub(crate) struct FanoutSettings {
+    /// Signs their cursors.
+    pub cursor_key: CursorKey,
+    /// How long a page waits for the slowest workspace.
+    pub deadline: Duration,
+    pub metrics: Arc<Metrics>,
 }
 
 impl ConnectionService {
@@ -65,6 +78,7 @@ impl ConnectionService {
         oauth: Arc<NotionOAuth>,
         api: NotionClient,
         refresh_wait: Duration,
+        fanout: FanoutSettings,
     ) -> Self {
         let vault = ConnectionVault::new(db.clone(), cipher);
         let revoker = Arc::new(Revoker::new(vault.clone(), oauth.clone()));
@@ -74,9 +88,16 @@ impl ConnectionService {
             revoker.clone(),
             refresh_wait,
         ));
+        let searcher = ConnectionSearcher::new(vault.clone(), Arc::new(api), refresher);
         Self {
             flow: AuthorizationFlow::new(db, oauth.clone()),
-            searcher: ConnectionSearcher::new(vault.clone(), Arc::new(api), refresher),
+            fanout: Fanout::new(
+                searcher.clone(),
+                fanout.cursor_key,
+                fanout.deadline,
+                fanout.metrics,
+            ),
+            searcher,
             vault,
             oauth,
             revoker,
@@ -204,6 +225,17 @@ impl ConnectionService {
             .await?
             .ok_or(SearchError::NotFound)?;
         self.searcher.search(&row, request, None).await
+    }
+
+    /// A page of one search across several (or all) of the user's workspaces (see
+    /// [`super::fanout`]).
+    pub(crate) async fn search_everywhere(
+        &self,
+        user_id: Uuid,
+        request: &FanoutRequest,
+    ) -> Result<FanoutPage, FanoutError> {
+        let rows = connections::list_for_user(self.vault.db(), user_id).await?;
+        self.fanout.search(user_id, request, rows).await
     }
 
     /// Ends the claimed OAuth flow `state_id` and stores what Notion granted, in one

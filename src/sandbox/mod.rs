@@ -8,7 +8,7 @@
 //! connections made before then need to be connected again.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -27,11 +27,40 @@ use crate::{notion::NotionEndpoints, secret::Secret};
 
 pub mod workspace;
 
-/// Every sandbox authorization is by the same person in the same workspace, so it yields the
-/// same bot id, just as re-authorizing in Notion does.
+/// A pretend workspace. Every authorization of one is by the same person, so it yields the same
+/// bot id, just as re-authorizing a workspace in Notion does.
+pub(crate) struct SandboxWorkspace {
+    pub bot_id: &'static str,
+    pub workspace_id: &'static str,
+    pub name: &'static str,
+    pub icon: &'static str,
+}
+
+/// The bot id of the first workspace, "Sandbox Workspace".
 pub const SANDBOX_BOT_ID: &str = "5a4d1b0e-0000-4000-8000-5a4db0000001";
-pub(crate) const SANDBOX_WORKSPACE_ID: &str = "5a4d1b0e-0000-4000-8000-5a4d00000002";
-pub(crate) const SANDBOX_WORKSPACE_NAME: &str = "Sandbox Workspace";
+
+/// The workspaces the consent page offers; the first is chosen unless the person picks another.
+/// Their items are [`workspace::items_of`] the same index.
+pub(crate) const WORKSPACES: [SandboxWorkspace; 3] = [
+    SandboxWorkspace {
+        bot_id: SANDBOX_BOT_ID,
+        workspace_id: "5a4d1b0e-0000-4000-8000-5a4d00000002",
+        name: "Sandbox Workspace",
+        icon: "🧪",
+    },
+    SandboxWorkspace {
+        bot_id: "5a4d1b0e-0000-4000-8000-5a4db0000011",
+        workspace_id: "5a4d1b0e-0000-4000-8000-5a4d00000012",
+        name: "Sandbox Team",
+        icon: "🏢",
+    },
+    SandboxWorkspace {
+        bot_id: "5a4d1b0e-0000-4000-8000-5a4db0000021",
+        workspace_id: "5a4d1b0e-0000-4000-8000-5a4d00000022",
+        name: "Sandbox Archive",
+        icon: "🗄️",
+    },
+];
 const CODE_LIFETIME: Duration = Duration::from_secs(60);
 /// The page may use the web app's stylesheet and icon and submit only to itself (the redirect it
 /// answers with goes to the service's own callback). No script at all.
@@ -54,36 +83,45 @@ const MAX_PENDING_CODES: usize = 1_000;
 /// connecting again, as after a restart).
 const MAX_LIVE_TOKENS: usize = 10_000;
 
+/// A code waiting to be exchanged: the redirect URI it was issued for, when it expires, and the
+/// workspace (an index of [`WORKSPACES`]) it grants.
+struct PendingCode {
+    redirect_uri: String,
+    expires: Instant,
+    workspace: usize,
+}
+
 #[derive(Default)]
 struct Issued {
-    codes: HashMap<String, (String, Instant)>,
+    codes: HashMap<String, PendingCode>,
     access_tokens: LiveTokens,
     refresh_tokens: LiveTokens,
 }
 
 impl Issued {
     /// Keeps a new code unless too many are pending.
-    fn add_code(&mut self, code: String, redirect_uri: String, now: Instant) -> bool {
-        self.codes.retain(|_, (_, expires)| *expires > now);
+    fn add_code(&mut self, code: String, pending: PendingCode, now: Instant) -> bool {
+        self.codes.retain(|_, pending| pending.expires > now);
         if self.codes.len() >= MAX_PENDING_CODES {
             return false;
         }
-        self.codes.insert(code, (redirect_uri, now + CODE_LIFETIME));
+        self.codes.insert(code, pending);
         true
     }
 }
 
-/// A bounded set of tokens that forgets the oldest first.
+/// A bounded map of tokens to the workspace they give access to, that forgets the oldest
+/// first.
 #[derive(Default)]
 struct LiveTokens {
-    live: HashSet<String>,
+    live: HashMap<String, usize>,
     /// Insertion order; may still name tokens removed since, which are skipped.
     order: VecDeque<String>,
 }
 
 impl LiveTokens {
-    fn insert(&mut self, token: String) {
-        if self.live.insert(token.clone()) {
+    fn insert(&mut self, token: String, workspace: usize) {
+        if self.live.insert(token.clone(), workspace).is_none() {
             self.order.push_back(token);
         }
         while self.live.len() > MAX_LIVE_TOKENS {
@@ -96,16 +134,17 @@ impl LiveTokens {
         }
         if self.order.len() > 2 * MAX_LIVE_TOKENS {
             let live = &self.live;
-            self.order.retain(|token| live.contains(token));
+            self.order.retain(|token| live.contains_key(token));
         }
     }
 
-    fn remove(&mut self, token: &str) -> bool {
+    /// The workspace of a token that was live, which no longer is.
+    fn remove(&mut self, token: &str) -> Option<usize> {
         self.live.remove(token)
     }
 
-    fn contains(&self, token: &str) -> bool {
-        self.live.contains(token)
+    fn workspace_of(&self, token: &str) -> Option<usize> {
+        self.live.get(token).copied()
     }
 }
 
@@ -119,9 +158,9 @@ impl Sandbox {
         }
     }
 
-    /// Whether `token` is a live access token (for the sandbox's API endpoints).
-    pub(crate) fn is_live_access_token(&self, token: &str) -> bool {
-        self.lock().access_tokens.contains(token)
+    /// The workspace a live access token gives access to (for the sandbox's API endpoints).
+    fn workspace_of(&self, token: &str) -> Option<usize> {
+        self.lock().access_tokens.workspace_of(token)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Issued> {
@@ -208,17 +247,33 @@ fn consent_page(sandbox: Data<&Sandbox>, query: Query<AuthorizeQuery>) -> Respon
             escape(value)
         )
     };
+    let choices: String = WORKSPACES
+        .iter()
+        .enumerate()
+        .map(|(index, workspace)| {
+            format!(
+                r#"<label class="consent-workspace"><input type="radio" name="workspace" value="{index}"{}>
+<span class="workspace-icon" aria-hidden="true">{}</span> <strong>{}</strong></label>"#,
+                if index == 0 { " checked" } else { "" },
+                workspace.icon,
+                escape(workspace.name),
+            )
+        })
+        .collect();
     let body = format!(
         r#"<h1 class="consent-title">Allow access to your workspace?</h1>
-<p class="consent-workspace"><span class="workspace-icon" aria-hidden="true">🧪</span>
-<strong>{SANDBOX_WORKSPACE_NAME}</strong></p>
-<p>notion-connect asks to read the pages and data sources of this workspace, so that you can
-search them. This is a pretend workspace served by notion-connect itself for development: no
+<p>notion-connect asks to read the pages and data sources of a workspace, so that you can
+search them. These are pretend workspaces served by notion-connect itself for development: no
 real Notion data is involved.</p>
-<form method="post" action="authorize" class="actions">
+<form method="post" action="authorize">
+<fieldset class="consent-choices"><legend>Workspace</legend>
+{choices}
+</fieldset>
 {}{}{}
+<div class="actions">
 <button type="submit" name="decision" value="allow" class="button primary">Allow access</button>
 <button type="submit" name="decision" value="cancel" class="button">Cancel</button>
+</div>
 </form>"#,
         hidden("client_id", query.client_id.as_deref().unwrap_or_default()),
         hidden(
@@ -247,10 +302,18 @@ async fn decide(sandbox: Data<&Sandbox>, body: Body) -> Response {
             let Some(code) = random_token("sbx_code_") else {
                 return no_randomness();
             };
-            let kept =
-                sandbox
-                    .lock()
-                    .add_code(code.clone(), sandbox.redirect_uri.clone(), Instant::now());
+            // A workspace the page did not offer is not one to grant.
+            let workspace = field("workspace")
+                .map_or(Some(0), |raw| raw.parse::<usize>().ok())
+                .filter(|index| *index < WORKSPACES.len())
+                .unwrap_or(0);
+            let now = Instant::now();
+            let pending = PendingCode {
+                redirect_uri: sandbox.redirect_uri.clone(),
+                expires: now + CODE_LIFETIME,
+                workspace,
+            };
+            let kept = sandbox.lock().add_code(code.clone(), pending, now);
             if !kept {
                 return page_response(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -319,7 +382,7 @@ async fn token_endpoint(sandbox: Data<&Sandbox>, req: &Request, body: Body) -> R
     let invalid_grant =
         |description| oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", description);
     let mut issued = sandbox.lock();
-    match request {
+    let workspace = match request {
         TokenRequest::AuthorizationCode { code, redirect_uri } => {
             let Some(code) = code else {
                 return oauth_error(
@@ -329,41 +392,46 @@ async fn token_endpoint(sandbox: Data<&Sandbox>, req: &Request, body: Body) -> R
                 );
             };
             // Single use: the code is gone whatever happens next.
-            let Some((expected_uri, expires)) = issued.codes.remove(&code) else {
+            let Some(pending) = issued.codes.remove(&code) else {
                 return invalid_grant("The code is invalid or was used.");
             };
-            if Instant::now() > expires {
+            if Instant::now() > pending.expires {
                 return invalid_grant("The code expired.");
             }
-            if redirect_uri.as_deref() != Some(expected_uri.as_str()) {
+            if redirect_uri.as_deref() != Some(pending.redirect_uri.as_str()) {
                 return invalid_grant("redirect_uri does not match.");
             }
+            pending.workspace
         }
         TokenRequest::RefreshToken { refresh_token } => {
             // Rotation: the old refresh token stops working.
-            if !issued
+            let refreshed = issued
                 .refresh_tokens
-                .remove(refresh_token.as_deref().unwrap_or_default())
-            {
+                .remove(refresh_token.as_deref().unwrap_or_default());
+            let Some(workspace) = refreshed else {
                 return invalid_grant("The refresh token is invalid.");
-            }
+            };
+            workspace
         }
-    }
+    };
+    let granted = &WORKSPACES[workspace];
     let (access_token, refresh_token) =
         match (random_token("secret_sbx_"), random_token("nrt_sbx_")) {
             (Some(access), Some(refresh)) => (access, refresh),
             _ => return no_randomness(),
         };
-    issued.access_tokens.insert(access_token.clone());
-    issued.refresh_tokens.insert(refresh_token.clone());
+    issued.access_tokens.insert(access_token.clone(), workspace);
+    issued
+        .refresh_tokens
+        .insert(refresh_token.clone(), workspace);
     let grant = TokenGrant {
         access_token,
         token_type: "bearer",
         refresh_token,
-        bot_id: SANDBOX_BOT_ID,
-        workspace_id: SANDBOX_WORKSPACE_ID,
-        workspace_name: SANDBOX_WORKSPACE_NAME,
-        workspace_icon: "🧪",
+        bot_id: granted.bot_id,
+        workspace_id: granted.workspace_id,
+        workspace_name: granted.name,
+        workspace_icon: granted.icon,
         owner: json!({
             "type": "user",
             "user": {
@@ -392,7 +460,7 @@ async fn revoke(sandbox: Data<&Sandbox>, req: &Request, body: Body) -> Response 
     let access = issued.access_tokens.remove(&token);
     let refresh = issued.refresh_tokens.remove(&token);
     // Like Notion: a token it does not (or no longer) accept gets a bare `{}` with 400.
-    let status = if access || refresh {
+    let status = if access.is_some() || refresh.is_some() {
         StatusCode::OK
     } else {
         StatusCode::BAD_REQUEST
@@ -407,7 +475,7 @@ async fn introspect(sandbox: Data<&Sandbox>, req: &Request, body: Body) -> Respo
         Err(response) => return response,
     };
     let token = fields.get("token").cloned().unwrap_or_default();
-    let active = sandbox.is_live_access_token(&token);
+    let active = sandbox.workspace_of(&token).is_some();
     json_response(StatusCode::OK, &json!({ "active": active }))
 }
 
@@ -434,7 +502,7 @@ struct SearchSort {
 
 const CURSOR_PREFIX: &str = "sbx:";
 
-/// `POST /search` over the seeded workspace, in Notion's shape: title query (case-insensitive),
+/// `POST /search` over the token's seeded workspace, in Notion's shape: title query (case-insensitive),
 /// object filter, sort by last edited time, and opaque cursors.
 #[handler]
 async fn search(sandbox: Data<&Sandbox>, req: &Request, body: Body) -> Response {
@@ -443,13 +511,13 @@ async fn search(sandbox: Data<&Sandbox>, req: &Request, body: Body) -> Response 
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if !bearer.is_some_and(|token| sandbox.is_live_access_token(token)) {
+    let Some(workspace) = bearer.and_then(|token| sandbox.workspace_of(token)) else {
         return notion_error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "API token is invalid.",
         );
-    }
+    };
     if req.headers().get("notion-version").is_none() {
         return notion_error(
             StatusCode::BAD_REQUEST,
@@ -513,7 +581,7 @@ async fn search(sandbox: Data<&Sandbox>, req: &Request, body: Body) -> Response 
         .as_deref()
         .map(str::to_lowercase)
         .filter(|q| !q.trim().is_empty());
-    let mut matching: Vec<&workspace::SeedItem> = workspace::items()
+    let mut matching: Vec<&workspace::SeedItem> = workspace::items_of(workspace)
         .iter()
         .filter(|item| object.is_none_or(|o| item.object == o))
         .filter(|item| match &needle {
@@ -696,13 +764,18 @@ mod tests {
     fn pending_codes_are_bounded_and_expired_ones_make_room() {
         let mut issued = Issued::default();
         let now = Instant::now();
+        let pending = |at: Instant| PendingCode {
+            redirect_uri: "r".into(),
+            expires: at + CODE_LIFETIME,
+            workspace: 0,
+        };
         for i in 0..MAX_PENDING_CODES {
-            assert!(issued.add_code(format!("c{i}"), "r".into(), now));
+            assert!(issued.add_code(format!("c{i}"), pending(now), now));
         }
-        assert!(!issued.add_code("one more".into(), "r".into(), now));
+        assert!(!issued.add_code("one more".into(), pending(now), now));
         assert_eq!(issued.codes.len(), MAX_PENDING_CODES);
         let later = now + CODE_LIFETIME + Duration::from_secs(1);
-        assert!(issued.add_code("after expiry".into(), "r".into(), later));
+        assert!(issued.add_code("after expiry".into(), pending(later), later));
         assert_eq!(issued.codes.len(), 1);
     }
 
@@ -710,16 +783,16 @@ mod tests {
     fn live_tokens_forget_the_oldest_and_stay_bounded() {
         let mut tokens = LiveTokens::default();
         for i in 0..MAX_LIVE_TOKENS + 10 {
-            tokens.insert(format!("t{i}"));
+            tokens.insert(format!("t{i}"), i % WORKSPACES.len());
         }
         assert_eq!(tokens.live.len(), MAX_LIVE_TOKENS);
-        assert!(!tokens.contains("t0") && !tokens.contains("t9"));
-        assert!(tokens.contains("t10"));
+        assert!(tokens.workspace_of("t0").is_none() && tokens.workspace_of("t9").is_none());
+        assert_eq!(tokens.workspace_of("t10"), Some(10 % WORKSPACES.len()));
         // Churn (rotation removes what it replaces) does not grow the order queue for ever.
         for i in 0..5 * MAX_LIVE_TOKENS {
             let token = format!("r{i}");
-            tokens.insert(token.clone());
-            assert!(tokens.remove(&token));
+            tokens.insert(token.clone(), 0);
+            assert_eq!(tokens.remove(&token), Some(0));
         }
         assert!(tokens.order.len() <= 2 * MAX_LIVE_TOKENS + 1);
     }

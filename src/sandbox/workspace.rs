@@ -1,6 +1,8 @@
-//! The sandbox's pretend workspace: a few hundred pages and data sources, generated the same way
-//! every time, with the variety a client must cope with (titles under different property names,
-//! untitled items, emoji, external and uploaded-file icons, trashed items, partial objects).
+//! The sandbox's pretend workspaces: a few hundred pages and data sources each, generated the
+//! same way every time, with the variety a client must cope with (titles under different
+//! property names, untitled items, emoji, external and uploaded-file icons, trashed items, partial
+//! objects). Their items were edited at different moments, so that sorting across workspaces
+//! interleaves them.
 //!
 //! Image icons are inline `data:` SVGs rather than addresses of pretend hosts, so that a browser
 //! shows them without reaching any other server (development machines may be offline).
@@ -10,7 +12,75 @@ use std::sync::OnceLock;
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime, format_description::well_known::Rfc3339};
 
+/// The items of the first workspace, "Sandbox Workspace".
 pub const SIZE: usize = 320;
+
+/// How one workspace is generated.
+struct Recipe {
+    seed: u64,
+    size: usize,
+    /// Minutes between the newest item and the first one.
+    shift: i64,
+    /// The second group of its items' ids, so that no two workspaces share an id.
+    id_group: u16,
+    words: &'static [&'static str],
+}
+
+const RECIPES: [Recipe; 3] = [
+    Recipe {
+        seed: 0x5EED,
+        size: SIZE,
+        shift: 0,
+        id_group: 0,
+        words: WORDS,
+    },
+    Recipe {
+        seed: 0x7EA4,
+        size: 90,
+        shift: 13,
+        id_group: 0x7ea4,
+        words: TEAM_WORDS,
+    },
+    Recipe {
+        seed: 0xA2C4,
+        size: 45,
+        shift: 29,
+        id_group: 0xa2c4,
+        words: ARCHIVE_WORDS,
+    },
+];
+
+const TEAM_WORDS: &[&str] = &[
+    "Standup",
+    "OKRs",
+    "Offsite",
+    "Playbook",
+    "Customer",
+    "Interview",
+    "Pipeline",
+    "Runbook",
+    "Roadmap",
+    "Handbook",
+    "Incident",
+    "Review",
+    "Planning",
+    "Demo",
+    "Sprint",
+    "Team",
+];
+const ARCHIVE_WORDS: &[&str] = &[
+    "Legacy",
+    "Minutes",
+    "2023",
+    "2024",
+    "Old",
+    "Migration",
+    "Roadmap",
+    "Notes",
+    "Export",
+    "Snapshot",
+    "Team",
+];
 
 const WORDS: &[&str] = &[
     "Roadmap",
@@ -64,14 +134,22 @@ pub struct SeedItem {
     pub json: String,
 }
 
-/// The workspace, built once.
+/// The first workspace's items, built once.
 pub fn items() -> &'static [SeedItem] {
-    static ITEMS: OnceLock<Vec<SeedItem>> = OnceLock::new();
-    ITEMS.get_or_init(generate)
+    items_of(0)
 }
 
-fn generate() -> Vec<SeedItem> {
-    let mut random = 0x5EED_u64;
+/// The items of workspace `index` (of [`super::WORKSPACES`]), built once.
+pub fn items_of(index: usize) -> &'static [SeedItem] {
+    static ITEMS: [OnceLock<Vec<SeedItem>>; 3] =
+        [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let index = index.min(RECIPES.len() - 1);
+    ITEMS[index].get_or_init(|| generate(&RECIPES[index]))
+}
+
+fn generate(recipe: &Recipe) -> Vec<SeedItem> {
+    let words_of = recipe.words;
+    let mut random = recipe.seed;
     let mut next = move || {
         // xorshift64: deterministic, good enough to vary a pretend workspace.
         random ^= random << 13;
@@ -80,7 +158,7 @@ fn generate() -> Vec<SeedItem> {
         random
     };
     let newest = OffsetDateTime::from_unix_timestamp(1_793_000_000).expect("a valid timestamp");
-    (0..SIZE)
+    (0..recipe.size)
         .map(|i| {
             let object = if i % 5 == 4 { "data_source" } else { "page" };
             let words = 1 + (next() % 3) as usize;
@@ -88,7 +166,7 @@ fn generate() -> Vec<SeedItem> {
                 String::new()
             } else {
                 (0..words)
-                    .map(|_| WORDS[(next() % WORDS.len() as u64) as usize])
+                    .map(|_| words_of[(next() % words_of.len() as u64) as usize])
                     .collect::<Vec<_>>()
                     .join(" ")
             };
@@ -108,12 +186,17 @@ fn generate() -> Vec<SeedItem> {
                 _ => None,
             };
             SeedItem {
-                id: format!("5a4d1b0e-{:04x}-4000-8000-{:012x}", i, next() % (1 << 48)),
+                id: format!(
+                    "5a4d1b0e-{:04x}-4{:03x}-8000-{:012x}",
+                    i,
+                    recipe.id_group % 0x1000,
+                    next() % (1 << 48)
+                ),
                 object,
                 title,
                 title_property: TITLE_PROPERTIES[i % TITLE_PROPERTIES.len()],
                 icon,
-                last_edited_time: newest - Duration::minutes(37 * i as i64),
+                last_edited_time: newest - Duration::minutes(37 * i as i64 + recipe.shift),
                 in_trash: i % 23 == 7,
                 partial: object == "page" && i % 41 == 11,
                 json: String::new(),

@@ -25,4 +25,5 @@ mod security_log;
 mod sessions;
 mod shutdown;
 mod transport;
+mod unified_search;
 mod web;

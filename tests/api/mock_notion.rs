@@ -2,6 +2,7 @@
 //! revoke endpoints answer however a test tells them to, and count the calls they get.
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -98,6 +99,21 @@ struct Shared {
     valid_access: Arc<Mutex<Option<String>>>,
     /// The refresh token the token endpoint accepts.
     valid_refresh: Arc<Mutex<Option<String>>>,
+    /// Workspaces searched by their access token: how many items each has, and how it
+    /// answers instead when told to.
+    workspaces: Arc<Mutex<HashMap<String, Workspace>>>,
+    /// The pages of served workspaces asked for: access token, `start_cursor`, `page_size`.
+    pages_asked: Arc<Mutex<Vec<PageAsked>>>,
+}
+
+/// A page of a served workspace asked for: access token, `start_cursor`, `page_size`.
+pub(crate) type PageAsked = (String, Option<String>, u64);
+
+#[derive(Clone, Default)]
+struct Workspace {
+    items: usize,
+    /// Every search of it gets this answer.
+    answer: Option<SearchReply>,
 }
 
 pub(crate) struct MockNotion {
@@ -127,6 +143,8 @@ impl MockNotion {
             refresh_calls: Arc::default(),
             valid_access: Arc::default(),
             valid_refresh: Arc::default(),
+            workspaces: Arc::default(),
+            pages_asked: Arc::default(),
         };
         let acceptor = TcpListener::bind("127.0.0.1:0")
             .into_acceptor()
@@ -217,6 +235,36 @@ impl MockNotion {
 
     pub(crate) fn introspect_calls(&self) -> usize {
         self.shared.introspect_calls.load(Ordering::SeqCst)
+    }
+
+    /// Makes the access token `token` search a workspace of `items` pages, newest first unless
+    /// asked otherwise, in pages of the size asked for (ids `{token}-{n}`, titles
+    /// `{token} page {n}`, item n edited n minutes before the first).
+    pub(crate) fn serve_workspace(&self, access_token: &str, items: usize) {
+        self.shared
+            .workspaces
+            .lock()
+            .unwrap()
+            .entry(access_token.to_owned())
+            .or_default()
+            .items = items;
+    }
+
+    /// The pages of served workspaces asked for so far: access token, `start_cursor` and
+    /// `page_size` of each search.
+    pub(crate) fn pages_asked(&self) -> Vec<PageAsked> {
+        self.shared.pages_asked.lock().unwrap().clone()
+    }
+
+    /// Makes every search with the access token `token` get `answer`.
+    pub(crate) fn answer_searches_of(&self, access_token: &str, answer: SearchReply) {
+        self.shared
+            .workspaces
+            .lock()
+            .unwrap()
+            .entry(access_token.to_owned())
+            .or_default()
+            .answer = Some(answer);
     }
 
     /// Makes refreshes take this long before they answer.
@@ -371,10 +419,82 @@ fn introspect(shared: Data<&Shared>, body: String) -> Response {
         .body(json!({ "active": active, "request_id": "r" }).to_string())
 }
 
+/// A page of a served workspace, as Notion's search answers.
+fn workspace_page(access_token: &str, items: usize, body: &str) -> Response {
+    let body: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let page_size = body["page_size"].as_u64().unwrap_or(100) as usize;
+    let start: usize = body["start_cursor"]
+        .as_str()
+        .and_then(|c| c.strip_prefix("at-"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let ascending = body["sort"]["direction"] == "ascending";
+    let order: Vec<usize> = if ascending {
+        (0..items).rev().collect()
+    } else {
+        (0..items).collect()
+    };
+    let end = (start + page_size).min(items);
+    let newest = time::OffsetDateTime::from_unix_timestamp(1_793_000_000).unwrap();
+    let results: Vec<serde_json::Value> = order[start.min(end)..end]
+        .iter()
+        .map(|n| {
+            let edited = (newest - time::Duration::minutes(*n as i64))
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap();
+            json!({
+                "object": "page",
+                "id": format!("{access_token}-{n}"),
+                "url": format!("https://notion.so/{access_token}-{n}"),
+                "last_edited_time": edited,
+                "in_trash": false,
+                "properties": { "title": { "type": "title",
+                    "title": [{ "plain_text": format!("{access_token} page {n}") }] } }
+            })
+        })
+        .collect();
+    let has_more = end < items;
+    Response::builder()
+        .status(StatusCode::OK)
+        .content_type("application/json")
+        .body(
+            json!({
+                "object": "list",
+                "results": results,
+                "next_cursor": has_more.then(|| format!("at-{end}")),
+                "has_more": has_more,
+            })
+            .to_string(),
+        )
+}
+
 #[handler]
-async fn search(shared: Data<&Shared>, req: &poem::Request) -> Response {
+async fn search(shared: Data<&Shared>, req: &poem::Request, body: String) -> Response {
     shared.search_calls.fetch_add(1, Ordering::SeqCst);
-    let scripted = shared.search_script.lock().unwrap().pop_front();
+    let bearer = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    let workspace = shared.workspaces.lock().unwrap().get(&bearer).cloned();
+    let scripted = match workspace {
+        Some(Workspace {
+            answer: Some(answer),
+            ..
+        }) => Some(answer),
+        Some(Workspace { items, .. }) => {
+            let asked: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            shared.pages_asked.lock().unwrap().push((
+                bearer.clone(),
+                asked["start_cursor"].as_str().map(str::to_owned),
+                asked["page_size"].as_u64().unwrap_or(100),
+            ));
+            return workspace_page(&bearer, items, &body);
+        }
+        None => shared.search_script.lock().unwrap().pop_front(),
+    };
     match scripted {
         Some(SearchReply::Hang) => {
             tokio::time::sleep(Duration::from_secs(30)).await;

@@ -78,6 +78,15 @@ impl TestApp {
     /// The whole flow through the sandbox: consent page, Allow, callback. Returns the id of
     /// the connection.
     pub(crate) async fn connect_sandbox(&self, access_token: &str) -> String {
+        self.connect_sandbox_workspace(access_token, 0).await
+    }
+
+    /// The same, choosing the sandbox's workspace `workspace` (0, 1 or 2) on the consent page.
+    pub(crate) async fn connect_sandbox_workspace(
+        &self,
+        access_token: &str,
+        workspace: usize,
+    ) -> String {
         let flow = self.start_flow(access_token).await;
         let page = self
             .client
@@ -88,7 +97,9 @@ impl TestApp {
         assert_eq!(page.status(), 200);
         let html = page.text().await.unwrap();
         assert!(html.contains(r#"value="allow""#) && html.contains(r#"value="cancel""#));
-        let location = self.decide(&flow, "allow").await;
+        let location = self
+            .decide_for(&flow, "allow", &workspace.to_string())
+            .await;
         let landed = self
             .callback(location.query().unwrap(), Some(&flow.binding))
             .await;
@@ -114,8 +125,20 @@ impl TestApp {
 
     /// Presses a button on the sandbox's consent page; returns the redirect it answers with.
     pub(crate) async fn decide(&self, flow: &Flow, decision: &str) -> url::Url {
+        self.decide_for(flow, decision, "0").await
+    }
+
+    /// Presses a button on the sandbox's consent page with workspace `workspace` (its index)
+    /// chosen; returns the redirect it answers with.
+    pub(crate) async fn decide_for(
+        &self,
+        flow: &Flow,
+        decision: &str,
+        workspace: &str,
+    ) -> url::Url {
         let query = query_of(&flow.authorize_url);
         let form = [
+            ("workspace", workspace),
             ("client_id", query["client_id"].as_str()),
             ("redirect_uri", query["redirect_uri"].as_str()),
             ("state", query["state"].as_str()),
