@@ -111,6 +111,13 @@ fn add_layer_responses(spec: &mut Value) {
                 "The request came from a web page of an origin this server does not accept \
                  (`origin_not_allowed`; only when `CORS_ALLOWED_ORIGINS` is set).",
             );
+            // The HTTP parser, before everything: an address longer than it reads.
+            responses.entry("414").or_insert_with(|| {
+                json!({
+                    "description": "The address is longer than the server reads (64 KiB); the \
+                                    answer has no body."
+                })
+            });
             // An operation whose every outcome is a redirect (the OAuth callback) still says
             // what any other answer would be.
             if !responses.keys().any(|status| status.starts_with('2')) {
@@ -390,16 +397,16 @@ mod tests {
         };
         assert_eq!(
             statuses("/paths/~1auth~1login/post/responses"),
-            ["200", "400", "403", "408", "413", "415"]
+            ["200", "400", "403", "408", "413", "414", "415"]
         );
         assert_eq!(
             statuses("/paths/~1connections~1{id}/get/responses"),
-            ["200", "403", "404", "422"]
+            ["200", "403", "404", "414", "422"]
         );
-        assert_eq!(statuses("/paths/~1me/get/responses"), ["200", "403"]);
+        assert_eq!(statuses("/paths/~1me/get/responses"), ["200", "403", "414"]);
         assert_eq!(
             statuses("/paths/~1callback/get/responses"),
-            ["303", "403", "default"]
+            ["303", "403", "414", "default"]
         );
     }
 }

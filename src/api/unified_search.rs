@@ -143,8 +143,9 @@ impl UnifiedSearchApi {
         /// `next_cursor` of the previous page.
         #[oai(validator(min_length = 1, max_length = 16384))]
         cursor: Query<Option<String>>,
-        /// Only these connections (repeat the parameter for several); all of them by default.
-        #[oai(validator(max_items = 100))]
+        /// Only these connections (repeat the parameter for several); all of them by default
+        /// (the 50 oldest, for someone with more).
+        #[oai(validator(max_items = 50))]
         connection_id: Query<Option<Vec<Uuid>>>,
     ) -> Result<UnifiedSearchResponse, ApiError> {
         let request = FanoutRequest {

@@ -44,6 +44,10 @@ use crate::{
 
 /// The most Notion returns in one page.
 const NOTION_PAGE_MAX: usize = 100;
+/// The most workspaces one search covers (the oldest connections first). Each is asked at once
+/// on every page, and each has its place in the cursor, which must stay a reasonable query
+/// parameter.
+const MAX_WORKSPACES: usize = 50;
 /// How long past the deadline answers are still collected: a lane that gives up at the
 /// deadline itself then reports its own timeout.
 const COLLECT_GRACE: Duration = Duration::from_millis(250);
@@ -378,6 +382,7 @@ impl Fanout {
                 .filter(|row| {
                     request.connections.is_empty() || request.connections.contains(&row.id)
                 })
+                .take(MAX_WORKSPACES)
                 .map(|row| Lane::at(row, None, 0))
                 .collect();
             return Ok((lanes, 0));
