@@ -7,6 +7,7 @@ import { currentRoute, redirect, safeReturnPath } from "./router.js";
 import * as signIn from "./views/signin.js";
 import * as connections from "./views/connections.js";
 import * as search from "./views/search.js";
+import * as everywhere from "./views/everywhere.js";
 import * as admin from "./views/admin.js";
 
 const main = document.getElementById("main");
@@ -30,7 +31,9 @@ let rendered = false;
 /** Views by route. `auth` views need a session; `guest` views are for signed-out visitors. */
 function match(segments) {
   const [first, id, third, ...rest] = segments;
-  if (segments.length === 0) return { redirect: "/connections" };
+  // Searching is the main view (it sends someone without a connection to connect one first).
+  if (segments.length === 0) return { redirect: "/search" };
+  if (first === "search" && segments.length === 1) return { view: everywhere, auth: true };
   if (first === "login" && segments.length === 1) return { view: signIn, mode: "login", guest: true };
   if (first === "register" && segments.length === 1) return { view: signIn, mode: "register", guest: true };
   if (first === "connections" && segments.length === 1) return { view: connections, auth: true };
@@ -52,7 +55,7 @@ function show() {
   if (target.auth && !user) return redirect("/login", { next: route.full });
   if (target.guest && user) {
     const next = safeReturnPath(route.params.get("next"));
-    return next ? location.replace(`#${next}`) : redirect("/connections");
+    return next ? location.replace(`#${next}`) : redirect("/search");
   }
 
   markCurrentSection(route.segments[0]);

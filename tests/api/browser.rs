@@ -19,6 +19,7 @@ on_both_databases!(
     failures_are_explained_where_they_happen,
     an_administrator_pages_through_users_and_connections,
     expiring_and_ended_sessions_are_handled_for_the_user,
+    a_person_with_two_workspaces_searches_both_at_once,
 );
 
 /// Starts the app on a port chosen in advance, so that its `PUBLIC_URL` (the origin the browser
@@ -62,9 +63,10 @@ async fn submit_sign_in(browser: &Browser, username: &str) {
     browser.click("form button[type=submit]").await;
 }
 
-/// Signs in from the sign-in page and waits for the connections page.
+/// Signs in from the sign-in page and waits for the connections page (asked for as the page to
+/// go on to, so that it is shown whether or not the account has connections).
 async fn sign_in(browser: &Browser, username: &str) {
-    browser.open("/#/login").await;
+    browser.open("/#/login?next=%2Fconnections").await;
     submit_sign_in(browser, username).await;
     browser.find_text("h1", "Connections").await;
 }
@@ -677,7 +679,8 @@ async fn an_administrator_pages_through_users_and_connections(backend: Backend) 
     browser.click("#sign-out").await;
     browser.find_text("h1", "Sign in").await;
     submit_sign_in(&browser, "member").await;
-    browser.find_text("h1", "Connections").await;
+    // With a connection, signing in lands on the search across workspaces.
+    browser.find_text("h1", "Search all workspaces").await;
     assert!(
         !browser
             .js("return !document.getElementById('nav-admin').hidden;")
@@ -774,5 +777,122 @@ async fn expiring_and_ended_sessions_are_handled_for_the_user(backend: Backend) 
         .assert_console_clean_except(&[("/api/v1/connections", 401), ("/api/v1/auth/refresh", 401)])
         .await;
     assert_eq!(seen.len(), 2, "{seen:?}");
+    browser.close().await;
+}
+
+/// The workspace column of the results shown.
+async fn result_workspaces(browser: &Browser) -> Vec<String> {
+    browser
+        .js(
+            "return [...document.querySelectorAll('table.results td.workspace')]
+                .map((cell) => cell.textContent.trim());",
+        )
+        .await
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|name| name.as_str().map(|n| n.trim().to_owned()))
+        .collect()
+}
+
+async fn a_person_with_two_workspaces_searches_both_at_once(backend: Backend) {
+    let Some((app, browser)) = app_and_browser(backend, "everywhere", |_| {}).await else {
+        return;
+    };
+    assert_eq!(app.register("roamer", PASSWORD).await.status(), 201);
+
+    // Without a connection, signing in leads to connecting one.
+    browser.open("/").await;
+    submit_sign_in(&browser, "roamer").await;
+    browser.find_text("h1", "Connections").await;
+
+    // Two workspaces: the sandbox's first, then "Sandbox Team", chosen on its consent page.
+    browser.click(".view-header button").await;
+    browser.click("button[value=allow]").await;
+    browser
+        .find_text(".message.success", "Connected Sandbox Workspace")
+        .await;
+    browser.click(".view-header button").await;
+    browser.find("input[name=workspace][value='1']").await;
+    browser.assert_controls_are_labelled().await;
+    browser.click("input[name=workspace][value='1']").await;
+    browser.screenshot("01-consent-second-workspace").await;
+    browser.click("button[value=allow]").await;
+    browser
+        .find_text(".message.success", "Connected Sandbox Team")
+        .await;
+
+    // Search, from the navigation: one box across both.
+    browser.click("nav a[data-section=search]").await;
+    browser.find_text("h1", "Search all workspaces").await;
+    browser.wait_for_count("table.results tbody tr", 20).await;
+    let shown = result_workspaces(&browser).await;
+    assert!(
+        shown.iter().any(|w| w.ends_with("Sandbox Workspace")),
+        "{shown:?}"
+    );
+    assert!(
+        shown.iter().any(|w| w.ends_with("Sandbox Team")),
+        "{shown:?}"
+    );
+    browser
+        .find_text(".status-line", "Showing 20 results")
+        .await;
+    browser.assert_controls_are_labelled().await;
+    browser.screenshot("02-search-everywhere").await;
+
+    // Narrow it to one workspace with its chip, then load more of it.
+    let team = browser
+        .js("return [...document.querySelectorAll('.chip')]
+                .find((chip) => chip.textContent.includes('Sandbox Team'))?.dataset.connection;")
+        .await;
+    let team = team.as_str().expect("a chip for Sandbox Team").to_owned();
+    browser
+        .click(&format!(".chip[data-connection='{team}']"))
+        .await;
+    browser
+        .until("only Sandbox Team's results", || async {
+            let shown = result_workspaces(&browser).await;
+            (shown.len() == 20 && shown.iter().all(|w| w.ends_with("Sandbox Team"))).then_some(())
+        })
+        .await;
+    let pressed = browser
+        .js(&format!(
+            "return document.querySelector(\".chip[data-connection='{team}']\").getAttribute('aria-pressed');"
+        ))
+        .await;
+    assert_eq!(pressed, "true");
+    assert!(browser.url().await.fragment().unwrap().contains(&team));
+    browser.click(".load-more button").await;
+    browser.wait_for_count("table.results tbody tr", 40).await;
+    let shown = result_workspaces(&browser).await;
+    assert!(
+        shown.iter().all(|w| w.ends_with("Sandbox Team")),
+        "{shown:?}"
+    );
+    browser.screenshot("03-search-one-workspace").await;
+
+    // On a phone, in the dark theme.
+    browser.emulate_phone_in_dark(true).await;
+    browser.js("window.scrollTo(0, 0);").await;
+    browser.assert_no_horizontal_scroll().await;
+    browser.screenshot("04-search-everywhere-phone-dark").await;
+    browser.emulate_phone_in_dark(false).await;
+
+    // A reload keeps the search, and signing in again lands on it.
+    browser.reload().await;
+    browser.wait_for_count("table.results tbody tr", 20).await;
+    assert!(
+        result_workspaces(&browser)
+            .await
+            .iter()
+            .all(|w| w.ends_with("Sandbox Team"))
+    );
+    browser.click("#sign-out").await;
+    browser.find_text("h1", "Sign in").await;
+    submit_sign_in(&browser, "roamer").await;
+    browser.find_text("h1", "Search all workspaces").await;
+
+    browser.assert_console_clean().await;
     browser.close().await;
 }

@@ -2,27 +2,21 @@
 // reload, the back button or a copied link shows the same search.
 
 import * as api from "../api.js";
-import { h, iconElement, message, plural, replace, safeUrl, timeElement } from "../dom.js";
+import { h, message, plural, replace } from "../dom.js";
 import { href, replaceParams } from "../router.js";
 import { connectButton, workspaceName } from "./connections.js";
+import {
+  FILTERS, TYPING_PAUSE_MS, allowed, emptyState, focusOnSlash, resultRow, resultsTable, select,
+} from "./results.js";
 
-/** How long typing must pause before a search is sent. */
-const TYPING_PAUSE_MS = 300;
-const FILTERS = [
-  ["", "All types"],
-  ["page", "Pages"],
-  ["data_source", "Data sources"],
-];
 const SORTS = [
   ["descending", "Newest first"],
   ["ascending", "Oldest first"],
 ];
-const KINDS = { page: "Page", data_source: "Data source", database: "Database" };
 
 export function render({ main, id, params }) {
   document.title = "Search · notion-connect";
   const path = `/connections/${encodeURIComponent(id)}`;
-  const allowed = (options, value) => (options.some(([v]) => v === value) ? value : options[0][0]);
 
   const heading = h("h1", {}, "Search");
   const input = h("input", {
@@ -133,7 +127,7 @@ export function render({ main, id, params }) {
         tbody = h("tbody");
         replace(results, resultsTable(tbody));
       }
-      for (const result of page.results) tbody.append(row(result));
+      for (const result of page.results) tbody.append(resultRow(result));
       shown += page.results.length;
     }
     cursor = page.has_more ? page.next_cursor : null;
@@ -199,14 +193,7 @@ export function render({ main, id, params }) {
   }
   more.addEventListener("click", () => run({ append: true }));
 
-  const focusSearch = (event) => {
-    if (event.key !== "/" || event.ctrlKey || event.metaKey || event.altKey) return;
-    if (event.target.closest?.("input, textarea, select, [contenteditable]")) return;
-    event.preventDefault();
-    input.focus();
-    input.select();
-  };
-  document.addEventListener("keydown", focusSearch);
+  const stopSlash = focusOnSlash(input);
 
   run();
 
@@ -214,52 +201,6 @@ export function render({ main, id, params }) {
     alive = false;
     clearTimeout(typingTimer);
     inFlight?.abort();
-    document.removeEventListener("keydown", focusSearch);
+    stopSlash();
   };
-}
-
-function select(id, options, selected) {
-  return h("select", { id, name: id.replace("search-", "") },
-    options.map(([value, label]) => h("option", { value, selected: value === selected }, label)),
-  );
-}
-
-function resultsTable(tbody) {
-  return h("table", { class: "data results" },
-    h("caption", { class: "visually-hidden" }, "Search results"),
-    h("thead", {}, h("tr", {},
-      h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Icon")),
-      h("th", { scope: "col" }, "Title"),
-      h("th", { scope: "col" }, "Type"),
-      h("th", { scope: "col" }, "Last edited"),
-    )),
-    tbody,
-  );
-}
-
-function row(result) {
-  const fallback = result.object === "page" ? "📄" : "🗃️";
-  const icon = result.icon?.type === "emoji" ? result.icon.emoji : result.icon?.url;
-  const url = safeUrl(result.url);
-  const title = url
-    ? h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, result.title,
-      h("span", { class: "visually-hidden" }, " (opens Notion in a new tab)"))
-    : h("span", {}, result.title);
-  return h("tr", {},
-    h("td", { class: "icon" }, iconElement(icon, fallback)),
-    h("td", { class: "title" }, title, result.in_trash ? [" ", h("span", { class: "badge trash" }, "In trash")] : null),
-    h("td", { class: "kind" }, KINDS[result.object] ?? result.object),
-    h("td", { class: "when" }, timeElement(result.last_edited_time, { missing: "Unknown" })),
-  );
-}
-
-function emptyState(query, type) {
-  const what = type === "page" ? "pages" : type === "data_source" ? "data sources" : "pages or data sources";
-  return h("section", { class: "card empty" },
-    h("div", { class: "empty-icon", "aria-hidden": "true" }, "🔍"),
-    h("h2", {}, query ? `No ${what} match “${query}”` : `No ${what} found`),
-    h("p", { class: "muted" },
-      "Notion searches titles only, and shows only what was shared with notion-connect when the workspace was " +
-      "connected. Pages shared a moment ago may take a little while to appear."),
-  );
 }
