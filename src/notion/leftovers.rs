@@ -3,7 +3,7 @@
 //!
 //! Notion's cursors only point at the start of its pages, so a workspace's page that was only
 //! partly returned could otherwise only be continued by fetching it again. What is kept is
-//! bounded (in items and in time) and used once; when it is gone (another instance serves the
+//! bounded (in bytes and in time) and used once; when it is gone (another instance serves the
 //! next page, the service restarted, or it expired) the cursor still says where each workspace
 //! goes on, and the page is fetched again from there.
 
@@ -15,11 +15,12 @@ use std::{
 
 use uuid::Uuid;
 
-use super::fanout::Segment;
+use super::{fanout::Segment, search::Item};
 use crate::crypto::random_token;
 
-/// Results kept at most, across every user's searches (a few megabytes).
-const MAX_ITEMS: usize = 20_000;
+/// Memory the kept results may take at most, across every user's searches, as
+/// `Item::footprint` counts it (allocator overhead comes on top).
+const MAX_BYTES: usize = 8 << 20;
 /// How long results are kept for the next page.
 const KEEP_FOR: Duration = Duration::from_secs(10 * 60);
 
@@ -34,33 +35,34 @@ struct Kept {
     entries: HashMap<String, Entry>,
     /// Keys oldest first; may name entries already taken.
     order: VecDeque<String>,
-    items: usize,
+    bytes: usize,
 }
 
 struct Entry {
     user_id: Uuid,
     kept_until: Instant,
     lanes: Vec<LaneLeftovers>,
-    items: usize,
+    bytes: usize,
 }
 
 impl Leftovers {
     /// Keeps `lanes` for `user_id`; the key to take them with, or `None` when there is nothing
     /// to keep.
     pub(crate) fn keep(&self, user_id: Uuid, lanes: Vec<LaneLeftovers>) -> Option<String> {
-        let items: usize = lanes
+        let bytes: usize = lanes
             .iter()
             .flat_map(|(_, segments)| segments)
-            .map(|segment| segment.items.len())
+            .flat_map(|segment| &segment.items)
+            .map(Item::footprint)
             .sum();
-        if items == 0 || items > MAX_ITEMS {
+        if bytes == 0 || bytes > MAX_BYTES {
             return None;
         }
         let key = random_token::<16>().ok()?;
         let now = Instant::now();
         let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
         // Make room: the expired first, then the oldest.
-        while kept.items + items > MAX_ITEMS
+        while kept.bytes + bytes > MAX_BYTES
             || kept
                 .order
                 .front()
@@ -71,7 +73,7 @@ impl Leftovers {
                 break;
             };
             if let Some(entry) = kept.entries.remove(&oldest) {
-                kept.items -= entry.items;
+                kept.bytes -= entry.bytes;
             }
         }
         kept.entries.insert(
@@ -80,11 +82,11 @@ impl Leftovers {
                 user_id,
                 kept_until: now + KEEP_FOR,
                 lanes,
-                items,
+                bytes,
             },
         );
         kept.order.push_back(key.clone());
-        kept.items += items;
+        kept.bytes += bytes;
         if kept.order.len() > 2 * kept.entries.len() + 64 {
             let entries = &kept.entries;
             let live: VecDeque<String> = kept
@@ -104,7 +106,7 @@ impl Leftovers {
         let Some(entry) = kept.entries.remove(key) else {
             return Vec::new();
         };
-        kept.items -= entry.items;
+        kept.bytes -= entry.bytes;
         if entry.user_id != user_id || entry.kept_until <= Instant::now() {
             return Vec::new();
         }
@@ -115,27 +117,27 @@ impl Leftovers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notion::{
-        fanout::After,
-        search::{Item, ObjectKind},
-    };
+    use crate::notion::{fanout::After, search::ObjectKind};
 
-    fn lane(items: usize) -> Vec<LaneLeftovers> {
-        let item = Item {
+    fn item(title_bytes: usize) -> Item {
+        Item {
             id: "i".into(),
             object: ObjectKind::Page,
-            title: "t".into(),
+            title: "t".repeat(title_bytes),
             url: None,
             icon: None,
             last_edited_time: None,
             in_trash: false,
-        };
+        }
+    }
+
+    fn lane(items: usize, title_bytes: usize) -> Vec<LaneLeftovers> {
         vec![(
             Uuid::from_u128(9),
             VecDeque::from([Segment {
                 page: None,
                 offset: 0,
-                items: std::iter::repeat_n(item, items).collect(),
+                items: std::iter::repeat_n(item(title_bytes), items).collect(),
                 after: After::End,
             }]),
         )]
@@ -145,19 +147,32 @@ mod tests {
     fn leftovers_are_taken_once_by_their_user_and_stay_bounded() {
         let kept = Leftovers::default();
         let (owner, stranger) = (Uuid::from_u128(1), Uuid::from_u128(2));
-        assert_eq!(kept.keep(owner, lane(0)), None, "nothing to keep");
-        let key = kept.keep(owner, lane(3)).unwrap();
+        assert_eq!(kept.keep(owner, lane(0, 1)), None, "nothing to keep");
+        let key = kept.keep(owner, lane(3, 1)).unwrap();
         assert!(kept.take(stranger, &key).is_empty());
-        let key = kept.keep(owner, lane(3)).unwrap();
+        let key = kept.keep(owner, lane(3, 1)).unwrap();
         assert_eq!(kept.take(owner, &key).len(), 1);
         assert!(kept.take(owner, &key).is_empty(), "once");
 
-        let first = kept.keep(owner, lane(MAX_ITEMS / 2)).unwrap();
-        let second = kept.keep(owner, lane(MAX_ITEMS / 2)).unwrap();
-        let third = kept.keep(owner, lane(10)).unwrap();
+        let half = MAX_BYTES / 2 / item(1).footprint();
+        let first = kept.keep(owner, lane(half, 1)).unwrap();
+        let second = kept.keep(owner, lane(half, 1)).unwrap();
+        let third = kept.keep(owner, lane(10, 1)).unwrap();
         assert!(kept.take(owner, &first).is_empty(), "the oldest made room");
         assert_eq!(kept.take(owner, &second).len(), 1);
         assert_eq!(kept.take(owner, &third).len(), 1);
-        assert_eq!(kept.0.lock().unwrap().items, 0);
+        assert_eq!(kept.0.lock().unwrap().bytes, 0);
+    }
+
+    #[test]
+    fn long_results_count_for_what_they_weigh() {
+        let kept = Leftovers::default();
+        let owner = Uuid::from_u128(1);
+        // A hundred results with 100 KB titles weigh more than the whole bound: not kept, and
+        // nothing else is pushed out for them.
+        let small = kept.keep(owner, lane(3, 1)).unwrap();
+        assert_eq!(kept.keep(owner, lane(100, 100_000)), None);
+        assert_eq!(kept.take(owner, &small).len(), 1);
+        assert!(item(100_000).footprint() > 100_000);
     }
 }

@@ -275,6 +275,22 @@ pub struct Item {
     pub in_trash: bool,
 }
 
+impl Item {
+    /// About how many bytes of memory the item takes: itself and its strings.
+    pub(crate) fn footprint(&self) -> usize {
+        let icon = match &self.icon {
+            Some(Icon::Emoji(text) | Icon::Url(text)) => text.len(),
+            None => 0,
+        };
+        std::mem::size_of::<Self>()
+            + self.id.len()
+            + self.title.len()
+            + self.url.as_ref().map_or(0, String::len)
+            + icon
+            + self.last_edited_time.as_ref().map_or(0, String::len)
+    }
+}
+
 impl RawResult<'_> {
     /// `None` for kinds we do not show.
     pub(crate) fn simplify(self) -> Option<Item> {

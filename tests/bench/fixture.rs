@@ -1,6 +1,7 @@
 //! A realistic Notion search page: 100 results, about 135 KiB, with what real workspaces contain
 //! (titles under different property names, data sources, emoji, external and signed-file icons,
-//! many properties per page), and token responses for connecting workspaces.
+//! many properties per page) or the first part of it, and token responses for connecting
+//! workspaces.
 
 use serde_json::{Value, json};
 
@@ -135,9 +136,15 @@ fn data_source(i: usize) -> Value {
     })
 }
 
-/// The search page every search gets.
+/// A full search page: 100 results.
 pub(crate) fn search_page() -> String {
-    let results: Vec<Value> = (0..100)
+    search_page_of(100)
+}
+
+/// The first `size` results of the full page (1 to 100), as Notion answers a search asking for
+/// `page_size: size`.
+pub(crate) fn search_page_of(size: usize) -> String {
+    let results: Vec<Value> = (0..size.clamp(1, 100))
         .map(|i| if i % 5 == 4 { data_source(i) } else { page(i) })
         .collect();
     json!({
