@@ -35,6 +35,7 @@ use super::{
     leftovers::Leftovers,
     search::{Direction, Item, ObjectFilter, SearchPage, SearchRequest, Sort},
     searcher::ConnectionSearcher,
+    segment::{After, Segment},
 };
 use crate::{
     chain::Chain,
@@ -51,27 +52,6 @@ const MAX_WORKSPACES: usize = 50;
 /// How long past the deadline answers are still collected: a lane that gives up at the
 /// deadline itself then reports its own timeout.
 const COLLECT_GRACE: Duration = Duration::from_millis(250);
-
-/// What comes after one of Notion's pages.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum After {
-    /// The page has not been fetched.
-    Unknown,
-    /// Notion's cursor for the next page.
-    More(String),
-    End,
-}
-
-/// A run of one lane's results from one of Notion's pages.
-#[derive(Clone, Debug)]
-pub(crate) struct Segment {
-    /// Notion's cursor for the page (`None`: the first page).
-    pub page: Option<String>,
-    /// The place of `items[0]` in the page (or of the next result, when there are no items).
-    pub offset: u16,
-    pub items: VecDeque<Item>,
-    pub after: After,
-}
 
 /// A search across workspaces, as the API asks for it.
 pub(crate) struct FanoutRequest {

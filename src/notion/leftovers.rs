@@ -15,7 +15,7 @@ use std::{
 
 use uuid::Uuid;
 
-use super::{fanout::Segment, search::Item};
+use super::{search::Item, segment::Segment};
 use crate::crypto::random_token;
 
 /// Memory the kept results may take at most, across every user's searches, as
@@ -117,7 +117,7 @@ impl Leftovers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notion::{fanout::After, search::ObjectKind};
+    use crate::notion::{search::ObjectKind, segment::After};
 
     fn item(title_bytes: usize) -> Item {
         Item {

@@ -12,6 +12,7 @@ pub(crate) mod refresher;
 pub(crate) mod revoker;
 pub mod search;
 pub(crate) mod searcher;
+pub(crate) mod segment;
 pub mod vault;
 
 use std::{net::SocketAddr, time::Duration};
