@@ -196,3 +196,22 @@ window.addEventListener("storage", (event) => {
   if (event.newValue === null && session) end("elsewhere", { forget: false });
   else if (event.newValue === "1" && !session) restoreSession();
 });
+
+// Connections connected or disconnected in one tab are shown in the others: tabs of this origin
+// tell each other through a BroadcastChannel (messages carry no data, only that something
+// changed). `connectionsChanged` tells the others; `onConnectionsChanged` listens.
+const changes = typeof BroadcastChannel === "function" ? new BroadcastChannel("notion-connect.connections") : null;
+const changeListeners = new Set();
+changes?.addEventListener("message", () => {
+  for (const listener of changeListeners) listener();
+});
+
+export function connectionsChanged() {
+  changes?.postMessage("changed");
+}
+
+/** Calls `listener` when another tab connects or disconnects a workspace; returns what stops it. */
+export function onConnectionsChanged(listener) {
+  changeListeners.add(listener);
+  return () => changeListeners.delete(listener);
+}

@@ -80,9 +80,14 @@ function show() {
     leaveView = target.view.render(context) ?? null;
   }
   // Keyboard and screen reader users land on the new view's heading; the first page load
-  // leaves focus where the browser puts it.
-  if (rendered) focusHeading(main);
+  // leaves focus where the browser puts it, unless the view has news to read out first (it
+  // focuses that itself).
+  const active = document.activeElement;
+  const viewFocused = active !== main && main.contains(active);
+  if (rendered && !viewFocused) focusHeading(main);
   rendered = true;
+  // The frame and the first view appear together, so nothing moves once it is on screen.
+  document.body.classList.remove("booting");
 }
 
 function takeNotice() {
@@ -158,9 +163,10 @@ function warnAboutOrigin() {
 }
 
 async function boot() {
-  try {
-    info = await api.get("/info", { auth: false });
-  } catch (error) {
+  // How the server is set up and whether this browser has a session are asked at once.
+  const [setup] = await Promise.allSettled([api.get("/info", { auth: false }), api.restoreSession()]);
+  if (setup.status === "rejected") {
+    const error = setup.reason;
     replace(
       main,
       message("error", [
@@ -168,11 +174,12 @@ async function boot() {
         h("button", { type: "button", class: "button small", onclick: () => location.reload() }, "Try again"),
       ]),
     );
+    document.body.classList.remove("booting");
     return;
   }
+  info = setup.value;
   frame.banner.hidden = !info.notion_sandbox;
   warnAboutOrigin();
-  await api.restoreSession();
   updateFrame(api.currentUser());
   window.addEventListener("hashchange", show);
   show();

@@ -105,6 +105,9 @@ const UNITS = [
   ["minute", 60],
 ];
 
+/** Within this long of now a time reads as "3 days ago"; beyond it, as a date. */
+const RECENT_SECONDS = 7 * 24 * 3600;
+
 /** "3 days ago", "in 2 hours", "just now". */
 export function relativeTime(date, now = Date.now()) {
   const seconds = Math.round((date.getTime() - now) / 1000);
@@ -115,14 +118,44 @@ export function relativeTime(date, now = Date.now()) {
 }
 
 /**
- * A `<time>` element for an RFC 3339 timestamp: relative ("2 days ago") or a date, with the
- * exact local time on hover. `null` and unreadable values become `missing`.
+ * A `<time>` element for an RFC 3339 timestamp, with the exact local time on hover. `relative`
+ * reads "2 days ago" within the last week and a date beyond it (so that a list sorted by time
+ * shows its order); `date` is always a date. `null` and unreadable values become `missing`.
  */
 export function timeElement(iso, { style = "relative", missing = "—" } = {}) {
   const date = iso ? new Date(iso) : null;
   if (!date || Number.isNaN(date.getTime())) return h("span", {}, missing);
-  const text = style === "relative" ? relativeTime(date) : day.format(date);
+  const recent = Math.abs(Date.now() - date.getTime()) < RECENT_SECONDS * 1000;
+  const text = style === "relative" && recent ? relativeTime(date) : day.format(date);
   return h("time", { datetime: date.toISOString(), title: exact.format(date) }, text);
+}
+
+/**
+ * `text` with every occurrence of the query's words marked (`<mark>`), case-insensitively, as
+ * a list of strings and elements: nothing is parsed as markup.
+ */
+export function highlight(text, query) {
+  const words = [...new Set((query || "").toLocaleLowerCase().split(/\s+/).filter(Boolean))];
+  if (words.length === 0 || !text) return [text];
+  const lower = text.toLocaleLowerCase();
+  // Lower-casing can change a string's length (rarely); then marking would misplace the ranges.
+  if (lower.length !== text.length) return [text];
+  const marked = new Array(text.length).fill(false);
+  for (const word of words) {
+    for (let at = lower.indexOf(word); at !== -1; at = lower.indexOf(word, at + 1)) {
+      marked.fill(true, at, at + word.length);
+    }
+  }
+  const parts = [];
+  let start = 0;
+  for (let i = 1; i <= text.length; i += 1) {
+    if (i === text.length || marked[i] !== marked[start]) {
+      const piece = text.slice(start, i);
+      parts.push(marked[start] ? h("mark", {}, piece) : piece);
+      start = i;
+    }
+  }
+  return parts;
 }
 
 /** "1 result", "20 results". */
@@ -130,10 +163,18 @@ export function plural(count, singular, pluralForm = `${singular}s`) {
   return `${count} ${count === 1 ? singular : pluralForm}`;
 }
 
-/** Moves focus to the view's heading without scrolling past it, for keyboard and screen reader users. */
+/**
+ * Moves focus to an element that is not a control (a view's heading, a message to read out),
+ * without scrolling past it, for keyboard and screen reader users. Such elements take focus
+ * only from the app (`tabindex="-1"`) and show no focus ring: there is nothing to operate.
+ */
+export function focusQuietly(element) {
+  if (!element) return;
+  element.setAttribute("tabindex", "-1");
+  element.focus({ preventScroll: true });
+}
+
+/** Moves focus to the view's heading (see `focusQuietly`). */
 export function focusHeading(root) {
-  const heading = root.querySelector("h1");
-  if (!heading) return;
-  heading.setAttribute("tabindex", "-1");
-  heading.focus({ preventScroll: true });
+  focusQuietly(root.querySelector("h1"));
 }

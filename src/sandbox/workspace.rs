@@ -196,7 +196,10 @@ fn generate(recipe: &Recipe) -> Vec<SeedItem> {
                 title,
                 title_property: TITLE_PROPERTIES[i % TITLE_PROPERTIES.len()],
                 icon,
-                last_edited_time: newest - Duration::minutes(37 * i as i64 + recipe.shift),
+                // Hours apart, so that a page of results spans weeks, as a real workspace's does.
+                last_edited_time: newest
+                    - Duration::hours(7 * i as i64)
+                    - Duration::minutes(recipe.shift),
                 in_trash: i % 23 == 7,
                 partial: object == "page" && i % 41 == 11,
                 json: String::new(),

@@ -2,6 +2,9 @@
 //! sandbox (or, for Notion's failures, the scripted stand-in).
 
 mod driver;
+mod keyboard;
+mod live;
+mod views;
 
 use std::collections::HashMap;
 
@@ -93,12 +96,7 @@ async fn a_new_user_signs_up_connects_searches_and_signs_out(backend: Backend) {
     // A first visit: the sign-in page, under the sandbox banner, without a wasted refresh call.
     browser.open("/").await;
     browser.find_text("h1", "Sign in").await;
-    assert!(
-        browser
-            .text("#sandbox-banner")
-            .await
-            .contains("Sandbox mode")
-    );
+    assert!(browser.text("#sandbox-banner").await.contains("Sandbox:"));
     browser.assert_controls_are_labelled().await;
     browser.press('\u{E004}').await; // Tab
     let outline = browser
@@ -126,7 +124,7 @@ async fn a_new_user_signs_up_connects_searches_and_signs_out(backend: Backend) {
     browser.find_text("h1", "Connections").await;
 
     // Connect: the sandbox's consent page, in the app's look; Allow brings the workspace back.
-    browser.click(".view-header button").await;
+    browser.click(".empty button").await;
     browser.find("button[value=allow]").await;
     let styled = browser
         .js("return getComputedStyle(document.querySelector('.card')).borderTopLeftRadius;")
@@ -312,7 +310,7 @@ async fn a_new_user_signs_up_connects_searches_and_signs_out(backend: Backend) {
         .await;
 
     // Connect again and cancel in Notion: the app says so, and the message can be dismissed.
-    browser.click(".view-header button").await;
+    browser.click(".empty button").await;
     browser.click("button[value=cancel]").await;
     browser
         .find_text(".message.warning", "You cancelled in Notion")
@@ -481,7 +479,7 @@ async fn failures_are_explained_where_they_happen(backend: Backend) {
     notion.script_search([SearchReply::json(429, Some(120))]);
     browser.open(&search_path).await;
     browser
-        .find_text(".message.warning", "Try again in 120 seconds")
+        .find_text(".message.warning", "Searching again in 120 seconds")
         .await;
     browser.screenshot("03-rate-limited").await;
 
@@ -807,7 +805,7 @@ async fn a_person_with_two_workspaces_searches_both_at_once(backend: Backend) {
     browser.find_text("h1", "Connections").await;
 
     // Two workspaces: the sandbox's first, then "Sandbox Team", chosen on its consent page.
-    browser.click(".view-header button").await;
+    browser.click(".empty button").await;
     browser.click("button[value=allow]").await;
     browser
         .find_text(".message.success", "Connected Sandbox Workspace")

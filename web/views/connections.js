@@ -2,7 +2,7 @@
 // callback reported when the browser came back from Notion.
 
 import * as api from "../api.js";
-import { h, iconElement, message, replace, timeElement } from "../dom.js";
+import { focusHeading, focusQuietly, h, iconElement, message, replace, timeElement } from "../dom.js";
 import { href, replaceParams } from "../router.js";
 
 /** What each `error=` code of the OAuth callback means for the person who just tried. */
@@ -52,14 +52,14 @@ export function render({ main, params, notice }) {
   const list = h("div", { "aria-busy": "true" }, h("p", { class: "muted" }, "Loading your connections…"));
   const showError = (error) => replace(messages, message("error", error.message, { onDismiss: () => {} }));
   const dialog = confirmDialog();
+  // Hidden while there is no connection: the empty state has the same button, with the why.
+  const connect = connectButton("Connect a Notion workspace", showError);
+  connect.hidden = true;
   let alive = true;
 
   replace(
     main,
-    h("div", { class: "view-header" },
-      h("h1", {}, "Connections"),
-      connectButton("Connect a Notion workspace", showError),
-    ),
+    h("div", { class: "view-header" }, h("h1", {}, "Connections"), connect),
     notice,
     messages,
     list,
@@ -81,6 +81,7 @@ export function render({ main, params, notice }) {
     }
     if (!alive) return;
     list.removeAttribute("aria-busy");
+    connect.hidden = items.length === 0;
     replace(list, items.length ? connectionList(items) : emptyState(showError));
     return items;
   }
@@ -133,15 +134,18 @@ export function render({ main, params, notice }) {
       // Already gone (for example from another tab) is what was asked for.
       if (error.status !== 404) return showError(error);
     }
+    api.connectionsChanged();
     replaceParams({});
     replace(messages, message("success", `Disconnected ${name}.`, { onDismiss: () => {} }));
     await load();
-    main.querySelector(".view-header h1")?.focus();
+    focusHeading(main);
   }
 
   load().then((items) => {
     if (items) showOutcome(items);
   });
+  // Connected or disconnected in another tab.
+  const stopChanges = api.onConnectionsChanged(() => load());
 
   function showOutcome(items) {
     const connected = params.get("connected");
@@ -150,6 +154,7 @@ export function render({ main, params, notice }) {
     // The message is for this visit only: a reload or a copied link should not repeat it.
     const dismiss = () => replaceParams({});
     if (connected) {
+      api.connectionsChanged();
       const connection = items.find((item) => item.id === connected);
       const text = connection
         ? [`Connected ${workspaceName(connection)}. `, h("a", { href: href(`/connections/${encodeURIComponent(connected)}/search`) }, "Search it now"), "."]
@@ -159,10 +164,13 @@ export function render({ main, params, notice }) {
       const text = CALLBACK_ERRORS[failed] ?? `The workspace could not be connected (${failed}). Please try again.`;
       replace(messages, message(failed === "access_denied" ? "warning" : "error", text, { onDismiss: dismiss }));
     }
+    // Back from Notion: the outcome is the first thing to read, and Tab goes on from there.
+    focusQuietly(messages.firstElementChild);
   }
 
   return () => {
     alive = false;
+    stopChanges();
     dialog.element.remove();
   };
 }
@@ -171,9 +179,7 @@ function emptyState(onError) {
   return h("section", { class: "card empty", "aria-labelledby": "empty-title" },
     h("div", { class: "empty-icon", "aria-hidden": "true" }, "🔌"),
     h("h2", { id: "empty-title" }, "No workspace connected yet"),
-    h("p", {}, "Connecting sends you to Notion, where you choose the pages and data sources notion-connect may read. " +
-      "Notion then hands back an access token, which is stored encrypted; you can search those pages here, " +
-      "and disconnect whenever you like."),
+    h("p", {}, "Notion asks which pages to share. Only those can be searched here, and you can disconnect at any time."),
     connectButton("Connect a Notion workspace", onError),
   );
 }

@@ -7,7 +7,8 @@ import { h, iconElement, message, plural, replace } from "../dom.js";
 import { redirect, replaceParams } from "../router.js";
 import { connectButton, workspaceIcon, workspaceName } from "./connections.js";
 import {
-  FILTERS, TYPING_PAUSE_MS, allowed, emptyState, focusOnSlash, resultRow, resultsTable, select,
+  TYPING_PAUSE_MS, arrowKeys, countdown, emptyState, focusOnSlash, focusRow, resultRow, resultsTable,
+  searchForm, summary,
 } from "./results.js";
 
 const SORTS = [
@@ -19,27 +20,14 @@ const SORTS = [
 export function render({ main, params }) {
   document.title = "Search · notion-connect";
 
-  const input = h("input", {
-    id: "search-query",
-    type: "search",
-    name: "query",
-    value: params.get("query") ?? "",
+  const { form, input, filter, sort } = searchForm({
+    name: "Search all workspaces",
     placeholder: "Search titles in all your workspaces",
-    autocomplete: "off",
-    spellcheck: "false",
-    "aria-describedby": "search-hint",
+    params,
+    sorts: SORTS,
+    sortLabel: "Order",
+    defaultSort: "",
   });
-  const filter = select("search-filter", FILTERS, allowed(FILTERS, params.get("filter") ?? ""));
-  const sort = select("search-sort", SORTS, allowed(SORTS, params.get("sort") ?? ""));
-  const form = h("form", { class: "search-form", role: "search", "aria-label": "Search all workspaces" },
-    h("div", { class: "field query" },
-      h("label", { for: "search-query" }, "Title contains"),
-      input,
-      h("p", { class: "hint", id: "search-hint" }, "Results update as you type. Press ", h("kbd", {}, "/"), " to come back here."),
-    ),
-    h("div", { class: "field" }, h("label", { for: "search-filter" }, "Type"), filter),
-    h("div", { class: "field" }, h("label", { for: "search-sort" }, "Order"), sort),
-  );
   const chips = h("div", { class: "chips", role: "group", "aria-label": "Workspaces to search" });
   const status = h("div", { class: "status-line", role: "status", "aria-live": "polite" });
   const notices = h("div", { class: "workspace-notices" });
@@ -70,6 +58,17 @@ export function render({ main, params }) {
   /** The caller's connections by id, and those the chips narrow the search to (none: all). */
   let connections = new Map();
   let chosen = new Set((params.get("in") ?? "").split(",").filter(Boolean));
+  /** Stops the countdowns of rate-limited workspaces and of a rate-limited search. */
+  let countdowns = [];
+  /** Pages added with Load more since the first page of this search. */
+  let appended = 0;
+  /** Settles once the chips are drawn: the first results wait for it, so they do not move. */
+  let chipsReady = Promise.resolve();
+
+  function stopCountdowns() {
+    for (const stop of countdowns) stop();
+    countdowns = [];
+  }
 
   function current() {
     return { query: input.value.trim(), filter: filter.value, sort: sort.value };
@@ -116,6 +115,7 @@ export function render({ main, params }) {
 
   async function run({ append = false } = {}) {
     clearTimeout(typingTimer);
+    stopCountdowns();
     inFlight?.abort();
     const mine = ++generation;
     const controller = new AbortController();
@@ -146,14 +146,19 @@ export function render({ main, params }) {
       replace(problem, explain(error));
       return;
     }
+    await chipsReady;
     if (mine !== generation || !alive) return;
     busy(false, append);
     if (!append) {
       shown = 0;
+      appended = 0;
       tbody = null;
       replace(results);
+    } else {
+      appended += 1;
     }
     replace(notices, page.connections.filter((c) => c.status !== "ok").map(notice));
+    let firstNew = null;
     if (!append && page.results.length === 0) {
       replace(results, emptyState(query, type));
     } else {
@@ -161,12 +166,18 @@ export function render({ main, params }) {
         tbody = h("tbody");
         replace(results, resultsTable(tbody, { workspace: true }));
       }
-      for (const result of page.results) tbody.append(resultRow(result, workspaceCell(result)));
+      for (const result of page.results) {
+        const row = resultRow(result, { query, workspace: workspaceCell(result) });
+        firstNew ??= row;
+        tbody.append(row);
+      }
       shown += page.results.length;
     }
     cursor = page.has_more ? page.next_cursor : null;
     more.hidden = !cursor;
-    status.textContent = shown === 0 ? "" : `Showing ${plural(shown, "result")}${cursor ? "; more are available" : ""}.`;
+    status.textContent = summary(shown, Boolean(cursor));
+    // Load more keeps the reader in place: on the first of the results it added.
+    if (append) focusRow(firstNew);
   }
 
   function busy(on, append) {
@@ -183,7 +194,7 @@ export function render({ main, params }) {
     const name = result.workspace_name || (connection ? workspaceName(connection) : "Untitled workspace");
     const initial = name.trim().charAt(0).toUpperCase() || "?";
     return h("td", { class: "workspace" },
-      iconElement(result.workspace_icon, initial, "workspace-icon"), " ", name);
+      iconElement(result.workspace_icon, initial, "workspace-icon"), " ", h("span", { class: "workspace-name" }, name));
   }
 
   /** What happened to one workspace of the search, when it was not all right. */
@@ -197,10 +208,21 @@ export function render({ main, params }) {
           : "Notion no longer accepts this connection, so it was not searched. Reconnect it to search it again."), {
           actions: [connectButton(`Reconnect ${name}`, (failure) => replace(problem, message("error", failure.message)))],
         });
-      case "rate_limited":
+      case "rate_limited": {
+        const wait = h("span", {}, ".");
+        if (outcome.retry_after) {
+          // Counts down. On the first page the search then runs again by itself; further down,
+          // running again would drop the pages loaded, and Load more asks the workspace again.
+          countdowns.push(countdown(outcome.retry_after,
+            (left) => { wait.textContent = `; searching it again in ${plural(left, "second")}.`; },
+            () => {
+              if (appended === 0) run();
+              else wait.textContent = "; Load more searches it again.";
+            }));
+        }
         return message("info", h("p", {}, h("strong", {}, `${name}: `),
-          "Notion is limiting how often this workspace can be searched",
-          outcome.retry_after ? `; it can be searched again in ${plural(outcome.retry_after, "second")}.` : "."));
+          "Notion is limiting how often this workspace can be searched", wait));
+      }
       case "timeout":
         return message("info", h("p", {}, h("strong", {}, `${name}: `),
           "Notion took too long to answer; these results are from the other workspaces. Load more asks it again."));
@@ -213,11 +235,18 @@ export function render({ main, params }) {
   function explain(error) {
     const retry = h("button", { type: "button", class: "button small", onclick: () => run() }, "Try again");
     switch (error.code) {
-      case "notion_rate_limited":
+      case "notion_rate_limited": {
+        const text = h("span", {}, "Try again in a little while.");
+        if (error.retryAfter) {
+          // The wait counts down, and the search runs again by itself when it is over.
+          countdowns.push(countdown(error.retryAfter,
+            (left) => { text.textContent = `Searching again in ${plural(left, "second")}.`; },
+            () => run()));
+        }
         return message("warning", [
-          h("p", {}, "Notion is limiting how often your workspaces can be searched. ",
-            error.retryAfter ? `Try again in ${plural(error.retryAfter, "second")}.` : "Try again in a little while."),
+          h("p", {}, "Notion is limiting how often your workspaces can be searched. ", text),
         ], { actions: [retry] });
+      }
       case "notion_timeout":
         return message("error", h("p", {}, "Notion took too long to answer. Try again."), { actions: [retry] });
       case "notion_error":
@@ -256,28 +285,51 @@ export function render({ main, params }) {
   more.addEventListener("click", () => run({ append: true }));
   const stopSlash = focusOnSlash(input);
 
+  const stopArrows = arrowKeys(input, results);
+
+  /** Loads the caller's connections for the chips; resolves to whether there are any. */
+  async function loadConnections() {
+    const { items } = await api.get("/connections");
+    if (!alive) return false;
+    // Nothing to search yet: connecting a workspace comes first.
+    if (items.length === 0) {
+      redirect("/connections");
+      return false;
+    }
+    connections = new Map(items.map((connection) => [connection.id, connection]));
+    chosen = new Set([...chosen].filter((id) => connections.has(id)));
+    drawChips();
+    return true;
+  }
+
+  function failedToLoad(error) {
+    if (!alive) return;
+    status.textContent = "";
+    replace(problem, message("error", h("p", {}, error.message)));
+  }
+
   replace(status, h("span", { class: "spinner", "aria-hidden": "true" }), "Loading your workspaces…");
-  api.get("/connections").then(
-    ({ items }) => {
-      if (!alive) return;
-      // Nothing to search yet: connecting a workspace comes first.
-      if (items.length === 0) return redirect("/connections");
-      connections = new Map(items.map((connection) => [connection.id, connection]));
-      chosen = new Set([...chosen].filter((id) => connections.has(id)));
-      drawChips();
-      run();
-    },
-    (error) => {
-      if (!alive) return;
-      status.textContent = "";
-      replace(problem, message("error", h("p", {}, error.message)));
-    },
-  );
+  if (chosen.size === 0) {
+    // Every workspace: the search need not wait for the list of them.
+    chipsReady = loadConnections().catch(failedToLoad);
+    run();
+  } else {
+    // Some chosen in the address: check they are still connected before searching them.
+    loadConnections().then((any) => any && run(), failedToLoad);
+  }
+
+  // A workspace connected or disconnected in another tab: new chips, and search again.
+  const stopChanges = api.onConnectionsChanged(() => {
+    loadConnections().then((any) => any && run(), failedToLoad);
+  });
 
   return () => {
     alive = false;
     clearTimeout(typingTimer);
+    stopCountdowns();
     inFlight?.abort();
     stopSlash();
+    stopArrows();
+    stopChanges();
   };
 }

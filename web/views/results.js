@@ -1,6 +1,6 @@
 // What the two search views share: their controls, their results table and their empty state.
 
-import { h, iconElement, safeUrl, timeElement } from "../dom.js";
+import { focusQuietly, h, highlight, iconElement, safeUrl, timeElement } from "../dom.js";
 
 /** How long typing must pause before a search is sent. */
 export const TYPING_PAUSE_MS = 300;
@@ -22,30 +22,72 @@ export function select(id, options, selected) {
   );
 }
 
-/** The results table; with `workspace`, a column says which workspace each result is in. */
+/**
+ * The search form: the query, the type and the order side by side, their boxes on one line,
+ * and the hint below them (the `/` shortcut only where there is a keyboard to press it on).
+ */
+export function searchForm({ name, placeholder, params, sorts, sortLabel, defaultSort }) {
+  const input = h("input", {
+    id: "search-query",
+    type: "search",
+    name: "query",
+    value: params.get("query") ?? "",
+    placeholder,
+    autocomplete: "off",
+    spellcheck: "false",
+    "aria-describedby": "search-hint",
+  });
+  const filter = select("search-filter", FILTERS, allowed(FILTERS, params.get("filter") ?? ""));
+  const sort = select("search-sort", sorts, allowed(sorts, params.get("sort") || defaultSort));
+  const form = h("form", { class: "search-form", role: "search", "aria-label": name },
+    h("div", { class: "field query" }, h("label", { for: "search-query" }, "Title contains"), input),
+    h("div", { class: "field" }, h("label", { for: "search-filter" }, "Type"), filter),
+    h("div", { class: "field" }, h("label", { for: "search-sort" }, sortLabel), sort),
+    h("p", { class: "hint", id: "search-hint" }, "Results update as you type.",
+      h("span", { class: "keyboard-only" }, " Press ", h("kbd", {}, "/"), " to come back here, ",
+        h("kbd", {}, "↓"), " to go through the results.")),
+  );
+  return { form, input, filter, sort };
+}
+
+/**
+ * The results table; with `workspace`, a column says which workspace each result is in. The
+ * columns have fixed widths, so they stay put from one set of results to the next.
+ */
 export function resultsTable(tbody, { workspace = false } = {}) {
-  return h("table", { class: "data results" },
+  return h("table", { class: `data results${workspace ? " with-workspace" : ""}` },
     h("caption", { class: "visually-hidden" }, "Search results"),
     h("thead", {}, h("tr", {},
-      h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Icon")),
-      h("th", { scope: "col" }, "Title"),
-      workspace ? h("th", { scope: "col" }, "Workspace") : null,
-      h("th", { scope: "col" }, "Type"),
-      h("th", { scope: "col" }, "Last edited"),
+      h("th", { scope: "col", class: "col-icon" }, h("span", { class: "visually-hidden" }, "Icon")),
+      h("th", { scope: "col", class: "col-title" }, "Title"),
+      workspace ? h("th", { scope: "col", class: "col-workspace" }, "Workspace") : null,
+      h("th", { scope: "col", class: "col-kind" }, "Type"),
+      h("th", { scope: "col", class: "col-when" }, "Last edited"),
     )),
     tbody,
   );
 }
 
-/** A row of the results table; `workspace` is the cell naming the result's workspace, if any. */
-export function resultRow(result, workspace = null) {
+/** The title Notion's search gives a page or data source without one (see the API's `title`). */
+const UNTITLED = "Untitled";
+
+/**
+ * A row of the results table: the title links to Notion, with the words of `query` marked;
+ * `workspace` is the cell naming the result's workspace, if any. Every row has one element
+ * that takes focus (the link, or the title itself), for the arrow keys and Load more.
+ */
+export function resultRow(result, { query = "", workspace = null } = {}) {
   const fallback = result.object === "page" ? "📄" : "🗃️";
   const icon = result.icon?.type === "emoji" ? result.icon.emoji : result.icon?.url;
   const url = safeUrl(result.url);
+  // An empty title is shown as Notion shows it, set apart from real titles.
+  const text = result.title === UNTITLED
+    ? h("span", { class: "untitled" }, UNTITLED)
+    : highlight(result.title, query);
   const title = url
-    ? h("a", { href: url, target: "_blank", rel: "noopener noreferrer" }, result.title,
+    ? h("a", { href: url, target: "_blank", rel: "noopener noreferrer", class: "result-target" }, text,
       h("span", { class: "visually-hidden" }, " (opens Notion in a new tab)"))
-    : h("span", {}, result.title);
+    : h("span", { class: "result-target", tabindex: "-1" }, text);
   return h("tr", {},
     h("td", { class: "icon" }, iconElement(icon, fallback)),
     h("td", { class: "title" }, title, result.in_trash ? [" ", h("span", { class: "badge trash" }, "In trash")] : null),
@@ -53,6 +95,69 @@ export function resultRow(result, workspace = null) {
     h("td", { class: "kind" }, KINDS[result.object] ?? result.object),
     h("td", { class: "when" }, timeElement(result.last_edited_time, { missing: "Unknown" })),
   );
+}
+
+/** Moves focus to the row's title (after Load more: the first of the new results). */
+export function focusRow(row) {
+  const target = row?.querySelector(".result-target");
+  if (target?.tagName === "A") target.focus();
+  else focusQuietly(target);
+}
+
+/**
+ * The arrow keys move through the results: Down from the search box goes to the first result,
+ * Up from the first goes back to the box, Home and End to the first and last. Returns what
+ * undoes it.
+ */
+export function arrowKeys(input, results) {
+  const targets = () => [...results.querySelectorAll(".result-target")];
+  const onKey = (event) => {
+    if (event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    const all = targets();
+    if (all.length === 0) return;
+    const from = all.indexOf(document.activeElement);
+    let to = null;
+    if (event.target === input) {
+      if (event.key === "ArrowDown") to = 0;
+    } else if (from !== -1) {
+      if (event.key === "ArrowDown") to = Math.min(from + 1, all.length - 1);
+      else if (event.key === "ArrowUp") to = from - 1;
+      else if (event.key === "Home") to = 0;
+      else if (event.key === "End") to = all.length - 1;
+    }
+    if (to === null) return;
+    event.preventDefault();
+    if (to < 0) input.focus();
+    else focusRow(all[to].closest("tr"));
+  };
+  input.addEventListener("keydown", onKey);
+  results.addEventListener("keydown", onKey);
+  return () => {
+    input.removeEventListener("keydown", onKey);
+    results.removeEventListener("keydown", onKey);
+  };
+}
+
+/**
+ * Counts `seconds` down, calling `tick(left)` every second and `done()` at zero. Returns what
+ * stops it.
+ */
+export function countdown(seconds, tick, done) {
+  let left = Math.max(1, Math.ceil(seconds));
+  tick(left);
+  const timer = setInterval(() => {
+    left -= 1;
+    if (left > 0) return tick(left);
+    clearInterval(timer);
+    done();
+  }, 1000);
+  return () => clearInterval(timer);
+}
+
+/** What the status line says about a finished search, for everyone and for screen readers. */
+export function summary(shown, more) {
+  if (shown === 0) return "No results.";
+  return `Showing ${shown === 1 ? "1 result" : `${shown} results`}${more ? "; more are available" : ""}.`;
 }
 
 export function emptyState(query, type) {

@@ -6,7 +6,8 @@ import { h, message, plural, replace } from "../dom.js";
 import { href, replaceParams } from "../router.js";
 import { connectButton, workspaceName } from "./connections.js";
 import {
-  FILTERS, TYPING_PAUSE_MS, allowed, emptyState, focusOnSlash, resultRow, resultsTable, select,
+  TYPING_PAUSE_MS, arrowKeys, countdown, emptyState, focusOnSlash, focusRow, resultRow, resultsTable,
+  searchForm, summary,
 } from "./results.js";
 
 const SORTS = [
@@ -19,36 +20,23 @@ export function render({ main, id, params }) {
   const path = `/connections/${encodeURIComponent(id)}`;
 
   const heading = h("h1", {}, "Search");
-  const input = h("input", {
-    id: "search-query",
-    type: "search",
-    name: "query",
-    value: params.get("query") ?? "",
+  const { form, input, filter, sort } = searchForm({
+    name: "Search this workspace",
     placeholder: "Search page and data source titles",
-    autocomplete: "off",
-    spellcheck: "false",
-    "aria-describedby": "search-hint",
+    params,
+    sorts: SORTS,
+    sortLabel: "Last edited",
+    defaultSort: "descending",
   });
-  const filter = select("search-filter", FILTERS, allowed(FILTERS, params.get("filter") ?? ""));
-  const sort = select("search-sort", SORTS, allowed(SORTS, params.get("sort") ?? "descending"));
-  const form = h("form", { class: "search-form", role: "search", "aria-label": "Search this workspace" },
-    h("div", { class: "field query" },
-      h("label", { for: "search-query" }, "Title contains"),
-      input,
-      h("p", { class: "hint", id: "search-hint" }, "Results update as you type. Press ", h("kbd", {}, "/"), " to come back here."),
-    ),
-    h("div", { class: "field" }, h("label", { for: "search-filter" }, "Type"), filter),
-    h("div", { class: "field" }, h("label", { for: "search-sort" }, "Last edited"), sort),
-  );
   const status = h("div", { class: "status-line", role: "status", "aria-live": "polite" });
   const problem = h("div", {});
   const results = h("div", { id: "results" });
   const more = h("button", { type: "button", class: "button", hidden: true }, "Load more");
 
+  // The heading comes first, so that Tab from it (where the app puts focus) reaches the link.
   replace(
     main,
-    h("a", { class: "back-link", href: href("/connections") }, "← Connections"),
-    h("div", { class: "view-header" }, heading),
+    h("div", { class: "view-header" }, heading, h("a", { class: "back-link", href: href("/connections") }, "← Connections")),
     form,
     status,
     problem,
@@ -64,6 +52,7 @@ export function render({ main, id, params }) {
   let shown = 0;
   let cursor = null;
   let tbody = null;
+  let stopCountdown = () => {};
 
   api.get(path).then(
     (connection) => {
@@ -86,6 +75,7 @@ export function render({ main, id, params }) {
 
   async function run({ append = false } = {}) {
     clearTimeout(typingTimer);
+    stopCountdown();
     inFlight?.abort();
     const mine = ++generation;
     const controller = new AbortController();
@@ -120,6 +110,7 @@ export function render({ main, id, params }) {
       tbody = null;
       replace(results);
     }
+    let firstNew = null;
     if (!append && page.results.length === 0) {
       replace(results, emptyState(query, type));
     } else {
@@ -127,12 +118,18 @@ export function render({ main, id, params }) {
         tbody = h("tbody");
         replace(results, resultsTable(tbody));
       }
-      for (const result of page.results) tbody.append(resultRow(result));
+      for (const result of page.results) {
+        const row = resultRow(result, { query });
+        firstNew ??= row;
+        tbody.append(row);
+      }
       shown += page.results.length;
     }
     cursor = page.has_more ? page.next_cursor : null;
     more.hidden = !cursor;
-    status.textContent = shown === 0 ? "" : `Showing ${plural(shown, "result")}${cursor ? "; more are available" : ""}.`;
+    status.textContent = summary(shown, Boolean(cursor));
+    // Load more keeps the reader in place: on the first of the results it added.
+    if (append) focusRow(firstNew);
   }
 
   function busy(on, append) {
@@ -147,11 +144,18 @@ export function render({ main, id, params }) {
   function explain(error) {
     const retry = h("button", { type: "button", class: "button small", onclick: () => run() }, "Try again");
     switch (error.code) {
-      case "notion_rate_limited":
+      case "notion_rate_limited": {
+        const text = h("span", {}, "Try again in a little while.");
+        if (error.retryAfter) {
+          // The wait counts down, and the search runs again by itself when it is over.
+          stopCountdown = countdown(error.retryAfter,
+            (left) => { text.textContent = `Searching again in ${plural(left, "second")}.`; },
+            () => run());
+        }
         return message("warning", [
-          h("p", {}, "Notion is limiting how often this workspace can be searched. ",
-            error.retryAfter ? `Try again in ${plural(error.retryAfter, "second")}.` : "Try again in a little while."),
+          h("p", {}, "Notion is limiting how often this workspace can be searched. ", text),
         ], { actions: [retry] });
+      }
       case "notion_timeout":
         return message("error", h("p", {}, "Notion took too long to answer. Try again."), { actions: [retry] });
       case "notion_error":
@@ -194,13 +198,19 @@ export function render({ main, id, params }) {
   more.addEventListener("click", () => run({ append: true }));
 
   const stopSlash = focusOnSlash(input);
+  const stopArrows = arrowKeys(input, results);
+  // Disconnected in another tab: searching again says so.
+  const stopChanges = api.onConnectionsChanged(() => run());
 
   run();
 
   return () => {
     alive = false;
     clearTimeout(typingTimer);
+    stopCountdown();
     inFlight?.abort();
     stopSlash();
+    stopArrows();
+    stopChanges();
   };
 }

@@ -62,6 +62,36 @@ fn tools() -> Option<(PathBuf, PathBuf)> {
     }
 }
 
+/// axe-core's browser build: `AXE_CORE_JS`, or where `.ci/run` installs it from npm. When it
+/// is missing the accessibility checks are skipped with a note, unless `TEST_REQUIRE_BROWSER=1`.
+fn axe_source() -> Option<&'static str> {
+    static SOURCE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    SOURCE
+        .get_or_init(|| {
+            let path = std::env::var_os("AXE_CORE_JS").map_or_else(
+                || {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                        .join(".cache/notion-connect-axe/node_modules/axe-core/axe.min.js")
+                },
+                PathBuf::from,
+            );
+            let read = std::fs::read_to_string(&path);
+            if let Err(e) = &read {
+                let message = format!(
+                    "axe-core is needed for the accessibility checks ({}: {e}); install it with \
+                     npm install --prefix ~/.cache/notion-connect-axe axe-core, or set AXE_CORE_JS",
+                    path.display()
+                );
+                if std::env::var("TEST_REQUIRE_BROWSER").as_deref() == Ok("1") {
+                    panic!("{message}");
+                }
+                eprintln!("\nnote: skipping the accessibility checks: {message}\n");
+            }
+            read.ok()
+        })
+        .as_deref()
+}
+
 /// A browser session, with the origin of the app under test.
 pub(super) struct Browser {
     client: Client,
@@ -273,25 +303,84 @@ impl Browser {
 
     /// Renders like a phone (390 px wide) in the dark theme, or back to a light desktop window.
     pub(super) async fn emulate_phone_in_dark(&self, on: bool) {
-        let (metrics, media) = if on {
-            (
-                json!({ "cmd": "Emulation.setDeviceMetricsOverride", "params": {
-                    "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true } }),
-                json!({ "cmd": "Emulation.setEmulatedMedia", "params": {
-                    "features": [{ "name": "prefers-color-scheme", "value": "dark" }] } }),
-            )
+        if on {
+            self.emulate(Some(390), true).await;
         } else {
-            (
-                json!({ "cmd": "Emulation.clearDeviceMetricsOverride", "params": {} }),
-                json!({ "cmd": "Emulation.setEmulatedMedia", "params": { "features": [] } }),
-            )
-        };
-        for command in [metrics, media] {
-            self.client
-                .issue_cmd(ChromeCommand::Cdp(command))
-                .await
-                .expect("DevTools command");
+            self.emulate(None, false).await;
         }
+    }
+
+    /// Renders `width` px wide like a phone (`None`: the desktop window) in the dark or the
+    /// light theme.
+    pub(super) async fn emulate(&self, width: Option<u32>, dark: bool) {
+        let metrics = match width {
+            Some(width) => json!({ "cmd": "Emulation.setDeviceMetricsOverride", "params": {
+                "width": width, "height": 844, "deviceScaleFactor": 1, "mobile": true } }),
+            None => json!({ "cmd": "Emulation.clearDeviceMetricsOverride", "params": {} }),
+        };
+        let scheme = if dark { "dark" } else { "light" };
+        let media = json!({ "cmd": "Emulation.setEmulatedMedia", "params": {
+            "features": [{ "name": "prefers-color-scheme", "value": scheme }] } });
+        // A phone has a touch screen (and so, for example, no keyboard shortcuts to offer).
+        let touch = json!({ "cmd": "Emulation.setTouchEmulationEnabled", "params": {
+            "enabled": width.is_some(), "maxTouchPoints": 5 } });
+        for command in [metrics, media, touch] {
+            self.cdp(command).await;
+        }
+    }
+
+    /// Sends a Chrome DevTools Protocol command (`{"cmd": …, "params": …}`).
+    pub(super) async fn cdp(&self, command: Value) -> Value {
+        self.client
+            .issue_cmd(ChromeCommand::Cdp(command))
+            .await
+            .expect("DevTools command")
+    }
+
+    /// Runs axe-core (from npm) on the page and fails the test on any violation. `what` names the
+    /// page in the failure.
+    pub(super) async fn assert_accessible(&self, what: &str) {
+        let Some(source) = axe_source() else {
+            return;
+        };
+        let loaded = self
+            .js("return typeof window.axe === 'object';")
+            .await
+            .as_bool()
+            .unwrap_or(false);
+        if !loaded {
+            // WebDriver runs scripts outside the page's Content-Security-Policy.
+            self.js(source).await;
+        }
+        let violations = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { resultTypes: ['violations'] }).then(
+                   (result) => done(result.violations.map((v) => ({
+                     rule: v.id,
+                     impact: v.impact,
+                     nodes: v.nodes.map((n) => `${n.target.join(' ')}: ${n.failureSummary}`),
+                   }))),
+                   (error) => done([{ rule: 'axe failed', nodes: [String(error)] }]),
+                 );",
+                vec![],
+            )
+            .await
+            .expect("run axe");
+        assert_eq!(
+            violations,
+            json!([]),
+            "axe-core finds problems on {what}:\n{violations:#}"
+        );
+    }
+
+    /// What has the keyboard focus: its tag, id, classes and text, for assertions.
+    pub(super) async fn focused(&self) -> Value {
+        self.js("const el = document.activeElement;
+             return el ? { tag: el.tagName.toLowerCase(), id: el.id, class: el.className,
+                           text: el.textContent.trim().slice(0, 80) } : null;")
+            .await
     }
 
     /// Fails the test if the console holds any error or any Content-Security-Policy report.
