@@ -141,6 +141,31 @@ async fn every_view_is_accessible_and_fits_a_small_screen(backend: Backend) {
          && document.querySelector('h1').textContent.includes('Sandbox')",
     )
     .await;
+    // The query's words are marked in the titles, and a page of results sorted by edit time
+    // shows different dates (the sandbox's edits are more than a week old: dates, not "ago").
+    let marks = browser
+        .js("return [...document.querySelectorAll('td.title mark')].map((m) => m.textContent);")
+        .await;
+    let marks = marks.as_array().unwrap();
+    assert!(!marks.is_empty(), "no match is marked");
+    assert!(
+        marks
+            .iter()
+            .all(|m| m.as_str().unwrap().eq_ignore_ascii_case("a")),
+        "{marks:?}"
+    );
+    let dates = browser
+        .js(
+            "return [...new Set([...document.querySelectorAll('td.when time')]
+                .map((t) => t.textContent))];",
+        )
+        .await;
+    let dates = dates.as_array().unwrap();
+    assert!(dates.len() >= 2, "one date for every result: {dates:?}");
+    assert!(
+        dates.iter().all(|d| !d.as_str().unwrap().contains("ago")),
+        "{dates:?}"
+    );
     look(
         &browser,
         "admin",
