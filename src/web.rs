@@ -248,15 +248,18 @@ fn accepted_encodings(req: &Request) -> Accepted {
             }
         }
     }
-    let admits = |coding: &str| {
+    let named_as = |coding: &str| {
         named
             .iter()
             .find(|(name, _)| name == coding)
-            .map_or(any.unwrap_or(false), |(_, admitted)| *admitted)
+            .map(|(_, admitted)| *admitted)
     };
+    let fallback = any.unwrap_or(false);
     Accepted {
-        gzip: admits("gzip") || admits("x-gzip"),
-        brotli: admits("br"),
+        gzip: named_as("gzip")
+            .or_else(|| named_as("x-gzip"))
+            .unwrap_or(fallback),
+        brotli: named_as("br").unwrap_or(fallback),
     }
 }
 

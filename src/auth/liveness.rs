@@ -15,7 +15,7 @@ use std::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::entity::user;
+use crate::store::sessions::SessionUser;
 
 /// How long a positive answer from the database is believed.
 pub const BELIEVED_FOR: Duration = Duration::from_secs(1);
@@ -32,8 +32,8 @@ pub(crate) struct Account {
     pub created_at: OffsetDateTime,
 }
 
-impl From<user::Model> for Account {
-    fn from(user: user::Model) -> Self {
+impl From<SessionUser> for Account {
+    fn from(user: SessionUser) -> Self {
         Self {
             id: user.id,
             username: user.username,

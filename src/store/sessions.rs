@@ -1,7 +1,7 @@
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, JoinType,
-    QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set, TransactionTrait,
-    sea_query::LockType,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    FromQueryResult, JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait, Set,
+    TransactionTrait, sea_query::LockType,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -214,8 +214,16 @@ pub(crate) async fn user_of_live_family(
     db: &impl ConnectionTrait,
     user_id: Uuid,
     family_id: Uuid,
-) -> Result<Option<user::Model>, StoreError> {
+) -> Result<Option<SessionUser>, StoreError> {
     Ok(user::Entity::find()
+        .select_only()
+        .columns([
+            user::Column::Id,
+            user::Column::Username,
+            user::Column::UsernameKey,
+            user::Column::IsAdmin,
+            user::Column::CreatedAt,
+        ])
         .join(JoinType::InnerJoin, user::Relation::Session.def())
         .join(JoinType::InnerJoin, session::Relation::Family.def())
         .filter(user::Column::Id.eq(user_id))
@@ -223,8 +231,22 @@ pub(crate) async fn user_of_live_family(
         .filter(session::Column::RotatedAt.is_null())
         .filter(session::Column::ExpiresAt.gt(OffsetDateTime::now_utc()))
         .filter(session_family::Column::RevokedAt.is_null())
-        .unique(db)
-        .await?)
+        .into_model::<SessionUser>()
+        .all(db)
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// What a request made with a live session needs of its user: not the password hash, which
+/// the session check (about once a second per session) has no use for.
+#[derive(Clone, Debug, PartialEq, Eq, FromQueryResult)]
+pub(crate) struct SessionUser {
+    pub id: Uuid,
+    pub username: String,
+    pub username_key: String,
+    pub is_admin: bool,
+    pub created_at: OffsetDateTime,
 }
 
 /// Deletes families none of whose tokens are left (the sweep deletes expired tokens first).

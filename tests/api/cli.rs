@@ -251,11 +251,7 @@ fn the_binary_serves_the_web_app_from_an_empty_directory() {
     let service = start_service(dir.path(), port);
     wait_until_healthy(port);
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
-    for (path, file) in [
-        ("/", "index.html"),
-        ("/app.js", "app.js"),
-        ("/style.css", "style.css"),
-    ] {
+    for (path, file) in [("/app.js", "app.js"), ("/style.css", "style.css")] {
         let response = http_get(port, path).unwrap();
         assert!(response.starts_with("HTTP/1.1 200"), "{path}: {response}");
         let body = response.split_once("\r\n\r\n").unwrap().1;
@@ -265,6 +261,14 @@ fn the_binary_serves_the_web_app_from_an_empty_directory() {
             "{path}"
         );
     }
+    // The page, as prepared by the build: with its modules' versioned addresses.
+    let page = http_get(port, "/").unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("<title>notion-connect</title>"), "{page}");
+    assert!(
+        page.contains("<script type=\"module\" src=\"app.js?v="),
+        "{page}"
+    );
     terminate(&service);
     assert!(service.wait_with_output().unwrap().status.success());
     let left: Vec<_> = std::fs::read_dir(dir.path())
