@@ -74,7 +74,7 @@ function show() {
     replace(
       main,
       h("h1", {}, "Nothing here"),
-      h("p", {}, "This address does not lead to a page of the app. ", h("a", { href: "#/connections" }, "Go to your connections"), "."),
+      h("p", {}, "This address does not lead to a page of the app. ", h("a", { href: "#/search" }, "Go to the search"), "."),
     );
   } else {
     leaveView = target.view.render(context) ?? null;
