@@ -20,6 +20,8 @@ use crate::{config::create_private_dir, secret::Secret};
 const SQLITE_POOL_SIZE: u32 = 4;
 /// Pooled connections to PostgreSQL, which serves concurrent queries in parallel.
 const POSTGRES_POOL_SIZE: u32 = 16;
+/// A pooled PostgreSQL connection idle for this long is pinged before its next use.
+const POSTGRES_PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// How long a query may wait for the SQLite write lock.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The readiness probe answers within this time whatever the database does.
@@ -74,11 +76,15 @@ fn connect_options(url: &str, statement_timeout: Option<Duration>) -> ConnectOpt
         });
     }
     if sqlite {
-        // A pooled PostgreSQL connection is pinged before use, which finds one the server or
-        // the network dropped. A SQLite connection is a thread in this process: the ping would
-        // only be a second round trip to that thread before every query, and a broken one fails
-        // its query just the same.
+        // A SQLite connection is a thread in this process: a ping would only be a second round
+        // trip to that thread before every query, and a broken one fails its query just the same.
         options.test_before_acquire(false);
+    } else {
+        // A PostgreSQL connection is pinged before use only when it has been idle for a while,
+        // which is when the server, a proxy or the network may have dropped it (a restart, an
+        // idle timeout); one in steady use goes straight to its query, without a second round
+        // trip to the server before each one.
+        options.test_before_acquire_if_idle_for(POSTGRES_PING_AFTER_IDLE);
     }
     options
 }
@@ -171,12 +177,17 @@ mod tests {
     }
 
     #[test]
-    fn only_postgres_connections_are_pinged_before_use() {
+    fn only_idle_postgres_connections_are_pinged_before_use() {
         let sqlite = connect_options("sqlite://data/app.db?mode=rwc", None);
         assert!(!sqlite.get_test_before_acquire());
+        assert_eq!(sqlite.get_test_before_acquire_if_idle_for(), None);
         assert_eq!(sqlite.get_max_connections(), Some(SQLITE_POOL_SIZE));
         let postgres = connect_options("postgres://db/app", None);
-        assert!(postgres.get_test_before_acquire());
+        assert!(!postgres.get_test_before_acquire());
+        assert_eq!(
+            postgres.get_test_before_acquire_if_idle_for(),
+            Some(POSTGRES_PING_AFTER_IDLE)
+        );
         assert_eq!(postgres.get_max_connections(), Some(POSTGRES_POOL_SIZE));
     }
 }

@@ -16,6 +16,7 @@ mod metrics;
 mod mock_notion;
 mod notion_oauth;
 mod openapi;
+mod query_plans;
 mod revocations;
 mod rotation;
 mod sandbox;

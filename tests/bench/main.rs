@@ -18,7 +18,9 @@
 //! `BENCH_CLIENTS` lists if set (for example `BENCH_CLIENTS=64`); `BENCH_ONLY=fanout` runs only
 //! the searches across workspaces, the same way. `MIMALLOC_*` and `MALLOC_*` variables reach the
 //! service, to compare allocator settings. With `BENCH_ONLY`, `BENCH_SERVICE` names another build
-//! of the service to measure instead of the release binary.
+//! of the service to measure instead of the release binary, and `BENCH_DATABASE=postgres` runs
+//! the service on a database of its own on the local PostgreSQL server (`BENCH_POSTGRES_URL`,
+//! by default `postgres://postgres@127.0.0.1:5432/postgres`), dropped afterwards.
 
 mod fixture;
 mod wrk;
@@ -42,6 +44,8 @@ use poem::{
 use serde_json::{Value, json};
 
 const CONNECTIONS: usize = 16;
+/// The PostgreSQL server `BENCH_DATABASE=postgres` creates its database on.
+const POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// Where the section of BENCHMARKS.md written by `--example webstart` starts.
 const WEB_SECTION: &str = "## The web app's start-up";
 /// Workspaces a search across workspaces covers.
@@ -218,6 +222,49 @@ async fn serve_baseline(port: u16, notion_base: &str) {
 // The orchestrator
 
 /// A child process that is killed when dropped.
+/// A database of its own on the local PostgreSQL server (`BENCH_POSTGRES_URL`, by default
+/// [`POSTGRES_ADMIN_URL`]), created with `psql` and dropped when the run ends.
+struct PostgresDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PostgresDatabase {
+    fn create() -> Self {
+        let admin_url =
+            std::env::var("BENCH_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_ADMIN_URL.into());
+        let name = format!("notion_connect_bench_{}", std::process::id());
+        psql(&admin_url, &format!("CREATE DATABASE {name}"));
+        let base = admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(base, _)| base);
+        let url = format!("{base}/{name}");
+        Self {
+            admin_url,
+            name,
+            url,
+        }
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        psql(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let status = Command::new("psql")
+        .args([url, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .status()
+        .expect("psql (Debian: apt install postgresql-client)");
+    assert!(status.success(), "psql failed: {sql}");
+}
+
 struct Running(Child);
 
 impl Drop for Running {
@@ -517,7 +564,14 @@ async fn orchestrate() -> ExitCode {
         eprintln!("bench: BENCH_SERVICE needs BENCH_ONLY=search or BENCH_ONLY=fanout");
         return ExitCode::FAILURE;
     }
+    // The committed report is measured on SQLite; PostgreSQL runs are printed only.
+    let on_postgres = std::env::var("BENCH_DATABASE").as_deref() == Ok("postgres");
+    if on_postgres && only.is_none() {
+        eprintln!("bench: BENCH_DATABASE=postgres needs BENCH_ONLY=search or BENCH_ONLY=fanout");
+        return ExitCode::FAILURE;
+    }
     let binary = other_build.map_or_else(service_binary, PathBuf::from);
+    let database = on_postgres.then(PostgresDatabase::create);
     let work = tempfile::tempdir().expect("a work directory");
 
     let stand_in_port = free_port();
@@ -548,6 +602,11 @@ async fn orchestrate() -> ExitCode {
                     ("ACCESS_TOKEN_TTL", "2h".into()),
                     ("LOG_FORMAT", "json".into()),
                 ])
+                .envs(
+                    database
+                        .iter()
+                        .map(|database| ("DATABASE_URL", database.url.clone())),
+                )
                 // Allocator tuning (`MIMALLOC_*` for everyday blocks, glibc's `MALLOC_*` for large
                 // ones) passes through, to compare settings.
                 .envs(std::env::vars().filter(|(name, _)| {
