@@ -236,10 +236,17 @@ impl PostgresDatabase {
             std::env::var("BENCH_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_ADMIN_URL.into());
         let name = format!("notion_connect_bench_{}", std::process::id());
         psql(&admin_url, &format!("CREATE DATABASE {name}"));
-        let base = admin_url
-            .rsplit_once('/')
-            .map_or(admin_url.as_str(), |(base, _)| base);
-        let url = format!("{base}/{name}");
+        // The same server and parameters (`?sslmode=disable`, say), another database.
+        let (address, parameters) = admin_url
+            .split_once('?')
+            .map_or((admin_url.as_str(), None), |(address, query)| {
+                (address, Some(query))
+            });
+        let base = address.rsplit_once('/').map_or(address, |(base, _)| base);
+        let url = match parameters {
+            Some(query) => format!("{base}/{name}?{query}"),
+            None => format!("{base}/{name}"),
+        };
         Self {
             admin_url,
             name,
