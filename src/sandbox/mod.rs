@@ -734,8 +734,8 @@ fn page_response(status: StatusCode, body: &str) -> Response {
 <link rel="stylesheet" href="/style.css">
 </head>
 <body>
-<p class="banner" role="note">Notion sandbox: a stand-in for Notion that notion-connect serves
-for development.</p>
+<header><p class="banner"><strong>Notion sandbox:</strong> a stand-in for Notion that
+notion-connect serves for development.</p></header>
 <main class="narrow"><section class="card">{body}</section></main>
 </body>
 </html>"#

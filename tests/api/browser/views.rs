@@ -99,6 +99,21 @@ async fn every_view_is_accessible_and_fits_a_small_screen(backend: Backend) {
         .await;
     assert_eq!(buttons, 1, "the empty page offers one Connect button");
 
+    // The sandbox's consent page, which stands in for Notion's, in the app's look.
+    browser
+        .js("document.querySelector('.empty button').click();")
+        .await;
+    browser.find("button[value=allow]").await;
+    let consent = browser.url().await;
+    let consent = format!("{}?{}", consent.path(), consent.query().unwrap_or_default());
+    look(
+        &browser,
+        "sandbox-consent",
+        &consent,
+        "document.querySelector('button[value=allow]')",
+    )
+    .await;
+
     // Two workspaces, one with a long owner e-mail (the sandbox's), for the narrow screens.
     let login = app.login("chief", PASSWORD).await;
     let access = crate::helpers::Tokens::from_response(login).await.access;
