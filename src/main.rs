@@ -169,8 +169,11 @@ async fn run(command: Option<Command>, settings: Settings) -> Result<(), Box<dyn
             );
         }
         _ => {
+            // Listening for the signals starts before the listener is bound: a SIGTERM sent as
+            // soon as the service answers must stop it gracefully, not kill it.
+            let stop = shutdown_signal();
             let app = Application::build(settings).await?;
-            app.run_until_stopped(shutdown_signal()).await?;
+            app.run_until_stopped(stop).await?;
             tracing::info!("stopped");
         }
     }
@@ -215,21 +218,28 @@ fn fail(message: String) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
+/// Starts listening for SIGINT (Ctrl-C) and SIGTERM at once; the future completes on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let interrupt = tokio::signal::ctrl_c();
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(terminate) => terminate,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the service");
-            let _ = interrupt.await;
-            return;
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        match (interrupt, terminate) {
+            (Ok(mut interrupt), Ok(mut terminate)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            (Ok(mut only), Err(e)) | (Err(e), Ok(mut only)) => {
+                tracing::error!(error = %e, "cannot listen for one of SIGINT and SIGTERM");
+                only.recv().await;
+            }
+            (Err(e), Err(_)) => {
+                tracing::error!(error = %e, "cannot listen for SIGINT or SIGTERM; the service runs until killed");
+                std::future::pending::<()>().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate.recv() => {}
+        tracing::info!("shutdown requested; finishing in-flight requests");
     }
-    tracing::info!("shutdown requested; finishing in-flight requests");
 }

@@ -232,7 +232,12 @@ fn development_secrets_are_generated_once_and_reused_after_a_restart() {
     wait_until_healthy(port);
     terminate(&second);
     let second = second.wait_with_output().unwrap();
-    assert!(second.status.success());
+    assert!(
+        second.status.success(),
+        "{:?}: {}",
+        second.status,
+        logs(&second)
+    );
     assert!(!logs(&second).contains("generated a development secret"));
     assert_eq!(
         std::fs::read_to_string(data.join("jwt_secret")).unwrap(),
@@ -241,6 +246,28 @@ fn development_secrets_are_generated_once_and_reused_after_a_restart() {
     assert_eq!(
         std::fs::read_to_string(data.join("token_encryption_keys")).unwrap(),
         keys
+    );
+}
+
+/// The signal handlers are in place before the port opens: a SIGTERM sent the moment the
+/// service can be reached (as an orchestrator might) stops it gracefully instead of killing it.
+#[test]
+fn a_sigterm_as_soon_as_the_port_opens_stops_the_service_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let service = start_service(dir.path(), port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the port never opened");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    terminate(&service);
+    let output = service.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{:?}: {}",
+        output.status,
+        logs(&output)
     );
 }
 
