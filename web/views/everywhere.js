@@ -7,8 +7,8 @@ import { h, iconElement, message, plural, replace } from "../dom.js";
 import { redirect, replaceParams } from "../router.js";
 import { connectButton, workspaceIcon, workspaceName } from "./connections.js";
 import {
-  TYPING_PAUSE_MS, arrowKeys, countdown, emptyState, focusOnSlash, focusRow, resultRow, resultsTable,
-  searchForm, summary,
+  arrowKeys, countdown, emptyState, focusOnSlash, focusRow, rateLimited, resultRow, resultsTable,
+  searchAsChanged, searchForm, summary,
 } from "./results.js";
 
 const SORTS = [
@@ -51,7 +51,6 @@ export function render({ main, params }) {
   /** Counts searches, so that an answer to an older one is recognised and dropped. */
   let generation = 0;
   let inFlight = null;
-  let typingTimer = 0;
   let shown = 0;
   let cursor = null;
   let tbody = null;
@@ -114,7 +113,7 @@ export function render({ main, params }) {
   }
 
   async function run({ append = false } = {}) {
-    clearTimeout(typingTimer);
+    cancelTyping();
     stopCountdowns();
     inFlight?.abort();
     const mine = ++generation;
@@ -236,16 +235,10 @@ export function render({ main, params }) {
     const retry = h("button", { type: "button", class: "button small", onclick: () => run() }, "Try again");
     switch (error.code) {
       case "notion_rate_limited": {
-        const text = h("span", {}, "Try again in a little while.");
-        if (error.retryAfter) {
-          // The wait counts down, and the search runs again by itself when it is over.
-          countdowns.push(countdown(error.retryAfter,
-            (left) => { text.textContent = `Searching again in ${plural(left, "second")}.`; },
-            () => run()));
-        }
-        return message("warning", [
-          h("p", {}, "Notion is limiting how often your workspaces can be searched. ", text),
-        ], { actions: [retry] });
+        // The wait counts down, and the search runs again by itself when it is over.
+        const limited = rateLimited("your workspaces", error.retryAfter, () => run(), retry);
+        countdowns.push(limited.stop);
+        return limited.element;
       }
       case "notion_timeout":
         return message("error", h("p", {}, "Notion took too long to answer. Try again."), { actions: [retry] });
@@ -264,24 +257,10 @@ export function render({ main, params }) {
     }
   }
 
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
+  const cancelTyping = searchAsChanged({ form, input, filter, sort }, () => {
     remember();
     run();
   });
-  input.addEventListener("input", () => {
-    clearTimeout(typingTimer);
-    typingTimer = setTimeout(() => {
-      remember();
-      run();
-    }, TYPING_PAUSE_MS);
-  });
-  for (const control of [filter, sort]) {
-    control.addEventListener("change", () => {
-      remember();
-      run();
-    });
-  }
   more.addEventListener("click", () => run({ append: true }));
   const stopSlash = focusOnSlash(input);
 
@@ -325,7 +304,7 @@ export function render({ main, params }) {
 
   return () => {
     alive = false;
-    clearTimeout(typingTimer);
+    cancelTyping();
     stopCountdowns();
     inFlight?.abort();
     stopSlash();

@@ -1,9 +1,9 @@
 // What the two search views share: their controls, their results table and their empty state.
 
-import { focusQuietly, h, highlight, iconElement, safeUrl, timeElement } from "../dom.js";
+import { focusQuietly, h, highlight, iconElement, message, plural, safeUrl, timeElement } from "../dom.js";
 
 /** How long typing must pause before a search is sent. */
-export const TYPING_PAUSE_MS = 300;
+const TYPING_PAUSE_MS = 300;
 export const FILTERS = [
   ["", "All types"],
   ["page", "Pages"],
@@ -154,10 +154,50 @@ export function countdown(seconds, tick, done) {
   return () => clearInterval(timer);
 }
 
+/**
+ * Runs `search` as people change the form: at once on Enter or a new type or order, and after
+ * a pause in typing. Returns `cancel`, which drops a search still waiting for the pause (a
+ * search started another way calls it, and so does leaving the view).
+ */
+export function searchAsChanged({ form, input, filter, sort }, search) {
+  let typingTimer = 0;
+  const cancel = () => clearTimeout(typingTimer);
+  const now = () => {
+    cancel();
+    search();
+  };
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    now();
+  });
+  input.addEventListener("input", () => {
+    cancel();
+    typingTimer = setTimeout(search, TYPING_PAUSE_MS);
+  });
+  for (const control of [filter, sort]) control.addEventListener("change", now);
+  return cancel;
+}
+
+/**
+ * The message for a search Notion is rate limiting: `what` says what is limited; with
+ * `seconds`, the wait counts down and `again` runs when it is over. Returns the message and
+ * what stops the countdown.
+ */
+export function rateLimited(what, seconds, again, retry) {
+  const text = h("span", {}, "Try again in a little while.");
+  const stop = seconds
+    ? countdown(seconds, (left) => { text.textContent = `Searching again in ${plural(left, "second")}.`; }, again)
+    : () => {};
+  const element = message("warning", [h("p", {}, `Notion is limiting how often ${what} can be searched. `, text)], {
+    actions: [retry],
+  });
+  return { element, stop };
+}
+
 /** What the status line says about a finished search, for everyone and for screen readers. */
 export function summary(shown, more) {
   if (shown === 0) return "No results.";
-  return `Showing ${shown === 1 ? "1 result" : `${shown} results`}${more ? "; more are available" : ""}.`;
+  return `Showing ${plural(shown, "result")}${more ? "; more are available" : ""}.`;
 }
 
 export function emptyState(query, type) {

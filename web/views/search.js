@@ -2,11 +2,11 @@
 // reload, the back button or a copied link shows the same search.
 
 import * as api from "../api.js";
-import { h, message, plural, replace } from "../dom.js";
+import { h, message, replace } from "../dom.js";
 import { href, replaceParams } from "../router.js";
 import { connectButton, workspaceName } from "./connections.js";
 import {
-  TYPING_PAUSE_MS, arrowKeys, countdown, emptyState, focusOnSlash, focusRow, resultRow, resultsTable,
+  arrowKeys, emptyState, focusOnSlash, focusRow, rateLimited, resultRow, resultsTable, searchAsChanged,
   searchForm, summary,
 } from "./results.js";
 
@@ -48,7 +48,6 @@ export function render({ main, id, params }) {
   /** Counts searches, so that an answer to an older one is recognised and dropped. */
   let generation = 0;
   let inFlight = null;
-  let typingTimer = 0;
   let shown = 0;
   let cursor = null;
   let tbody = null;
@@ -74,7 +73,7 @@ export function render({ main, id, params }) {
   }
 
   async function run({ append = false } = {}) {
-    clearTimeout(typingTimer);
+    cancelTyping();
     stopCountdown();
     inFlight?.abort();
     const mine = ++generation;
@@ -145,16 +144,10 @@ export function render({ main, id, params }) {
     const retry = h("button", { type: "button", class: "button small", onclick: () => run() }, "Try again");
     switch (error.code) {
       case "notion_rate_limited": {
-        const text = h("span", {}, "Try again in a little while.");
-        if (error.retryAfter) {
-          // The wait counts down, and the search runs again by itself when it is over.
-          stopCountdown = countdown(error.retryAfter,
-            (left) => { text.textContent = `Searching again in ${plural(left, "second")}.`; },
-            () => run());
-        }
-        return message("warning", [
-          h("p", {}, "Notion is limiting how often this workspace can be searched. ", text),
-        ], { actions: [retry] });
+        // The wait counts down, and the search runs again by itself when it is over.
+        const limited = rateLimited("this workspace", error.retryAfter, () => run(), retry);
+        stopCountdown = limited.stop;
+        return limited.element;
       }
       case "notion_timeout":
         return message("error", h("p", {}, "Notion took too long to answer. Try again."), { actions: [retry] });
@@ -177,24 +170,10 @@ export function render({ main, id, params }) {
     }
   }
 
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
+  const cancelTyping = searchAsChanged({ form, input, filter, sort }, () => {
     remember();
     run();
   });
-  input.addEventListener("input", () => {
-    clearTimeout(typingTimer);
-    typingTimer = setTimeout(() => {
-      remember();
-      run();
-    }, TYPING_PAUSE_MS);
-  });
-  for (const control of [filter, sort]) {
-    control.addEventListener("change", () => {
-      remember();
-      run();
-    });
-  }
   more.addEventListener("click", () => run({ append: true }));
 
   const stopSlash = focusOnSlash(input);
@@ -206,7 +185,7 @@ export function render({ main, id, params }) {
 
   return () => {
     alive = false;
-    clearTimeout(typingTimer);
+    cancelTyping();
     stopCountdown();
     inFlight?.abort();
     stopSlash();
