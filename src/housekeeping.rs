@@ -1,14 +1,15 @@
 //! Periodic clean-up of rows that have stopped meaning anything: expired refresh tokens and the
-//! families they leave empty, expired OAuth states, and failed-login counts nobody has added to
-//! for a day. Each is one indexed
-//! `DELETE`; a failed sweep is logged and tried again at the next tick.
+//! families they leave empty, expired OAuth states, failed-login counts nobody has added to for a
+//! day, and Notion rate budgets whose turns and pauses ended an hour ago. Each is one `DELETE`
+//! (indexed, but for the small table of rate budgets, which is read whole); a failed sweep is
+//! logged and tried again at the next tick.
 
 use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
 use time::OffsetDateTime;
 
-use crate::store::{StoreError, login_attempts, oauth_states, sessions};
+use crate::store::{StoreError, login_attempts, oauth_states, rate_budgets, sessions};
 
 /// How often the sweep runs.
 pub(crate) const INTERVAL: Duration = Duration::from_secs(10 * 60);
@@ -21,6 +22,10 @@ pub(crate) const FORGET_FAILURES_AFTER: time::Duration = time::Duration::days(1)
 /// before it expired can still finish its flow (the callback checks expiry itself).
 pub(crate) const KEEP_EXPIRED_STATES: time::Duration = time::Duration::hours(1);
 
+/// A connection's or workspace's rate budget is forgotten this long after its last turn or pause
+/// ended: a key without one has every turn free, which by then it has anyway.
+pub(crate) const FORGET_RATE_BUDGETS_AFTER: time::Duration = time::Duration::hours(1);
+
 /// How many rows one sweep deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Swept {
@@ -28,6 +33,7 @@ pub struct Swept {
     pub session_families: u64,
     pub oauth_states: u64,
     pub login_attempts: u64,
+    pub rate_budgets: u64,
 }
 
 /// Deletes everything that has expired by now.
@@ -38,7 +44,13 @@ pub async fn sweep(db: &DatabaseConnection) -> Result<Swept, StoreError> {
         session_families: sessions::delete_empty_families(db).await?,
         oauth_states: oauth_states::delete_expired_before(db, now - KEEP_EXPIRED_STATES).await?,
         login_attempts: login_attempts::forget_before(db, now - FORGET_FAILURES_AFTER).await?,
+        rate_budgets: rate_budgets::forget_before(db, unix_micros(now - FORGET_RATE_BUDGETS_AFTER))
+            .await?,
     })
+}
+
+fn unix_micros(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX)
 }
 
 /// Runs [`sweep`] every [`INTERVAL`], the first time one interval after start-up, until the

@@ -1,5 +1,5 @@
-//! Token-bucket rate limiting per key: for logins and registrations per client address, and for
-//! calls to Notion per connection.
+//! Rate limiting per key: token buckets for logins, registrations and refreshes per client
+//! address, and turns at an even pace, with pauses, for calls to Notion per connection.
 
 use std::{
     collections::HashMap,
@@ -36,12 +36,6 @@ impl<K: Hash + Eq> RateLimiter<K> {
     pub(crate) fn per_minute(per_minute: u32) -> Self {
         let capacity = f64::from(per_minute.max(1));
         Self::new(capacity, capacity / 60.0)
-    }
-
-    /// `per_second` requests a second on average, in bursts of as many.
-    pub(crate) fn per_second(per_second: u32) -> Self {
-        let rate = f64::from(per_second.max(1));
-        Self::new(rate, rate)
     }
 
     fn new(capacity: f64, per_second: f64) -> Self {
@@ -93,6 +87,101 @@ impl<K: Hash + Eq> RateLimiter<K> {
     fn tracked(&self) -> usize {
         let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         buckets.by_key.len()
+    }
+}
+
+/// Turns per key at an even pace: one every `interval`, and none while the key is paused. A
+/// caller reserves a turn and waits for it, so callers that come together are spread out rather
+/// than refused, and the pace holds in every window, however the calls line up.
+pub(crate) struct Pacer<K> {
+    interval: Duration,
+    keys: Mutex<PacedKeys<K>>,
+}
+
+struct PacedKeys<K> {
+    by_key: HashMap<K, Paced>,
+    last_sweep: Option<Instant>,
+}
+
+#[derive(Clone, Copy)]
+struct Paced {
+    /// The earliest moment of the next turn.
+    next: Instant,
+    paused_until: Instant,
+}
+
+impl<K: Hash + Eq> Pacer<K> {
+    pub(crate) fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            keys: Mutex::new(PacedKeys {
+                by_key: HashMap::new(),
+                last_sweep: None,
+            }),
+        }
+    }
+
+    /// Reserves the key's next turn, not before `not_before` either. Returns how long to wait
+    /// for it, or, when that wait would be `max_wait` or longer, how long until a turn; nothing
+    /// is reserved then.
+    pub(crate) fn reserve(
+        &self,
+        key: K,
+        not_before: Option<Instant>,
+        max_wait: Duration,
+    ) -> Result<Duration, Duration> {
+        let now = Instant::now();
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        keys.sweep(now);
+        let paced = keys.by_key.entry(key).or_insert(Paced {
+            next: now,
+            paused_until: now,
+        });
+        let turn = paced
+            .next
+            .max(paced.paused_until)
+            .max(not_before.unwrap_or(now))
+            .max(now);
+        let wait = turn - now;
+        if wait >= max_wait {
+            return Err(wait);
+        }
+        paced.next = turn + self.interval;
+        Ok(wait)
+    }
+
+    /// Pauses the key until `until`, unless it is paused for longer already.
+    pub(crate) fn pause(&self, key: K, until: Instant) {
+        let now = Instant::now();
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        keys.sweep(now);
+        let paced = keys.by_key.entry(key).or_insert(Paced {
+            next: now,
+            paused_until: now,
+        });
+        paced.paused_until = paced.paused_until.max(until);
+    }
+
+    /// When the key's pause ends, if it is paused.
+    pub(crate) fn paused_until(&self, key: &K) -> Option<Instant> {
+        let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let until = keys.by_key.get(key)?.paused_until;
+        (until > Instant::now()).then_some(until)
+    }
+}
+
+impl<K> PacedKeys<K> {
+    /// Forgets keys whose turns and pauses are all past, once too many are tracked, at most
+    /// once a second: a forgotten key is exactly a key that was never seen.
+    fn sweep(&mut self, now: Instant) {
+        let due = self
+            .last_sweep
+            .is_none_or(|last| now.saturating_duration_since(last) >= SWEEP_EVERY);
+        if self.by_key.len() >= MAX_TRACKED && due {
+            self.by_key
+                .retain(|_, p| p.next > now || p.paused_until > now);
+            self.last_sweep = Some(now);
+        }
     }
 }
 
@@ -182,8 +271,55 @@ mod tests {
     }
 
     #[test]
+    fn turns_are_evenly_spaced_and_wait_for_pauses() {
+        let interval = Duration::from_millis(100);
+        let pacer = Pacer::new(interval);
+        let long = Duration::from_secs(60);
+        assert_eq!(pacer.reserve(1, None, long), Ok(Duration::ZERO));
+        // The next two callers are given the following turns, whenever they come.
+        let second = pacer.reserve(1, None, long).unwrap();
+        let third = pacer.reserve(1, None, long).unwrap();
+        assert!(
+            second > Duration::from_millis(90) && second <= interval,
+            "{second:?}"
+        );
+        assert!(
+            third > Duration::from_millis(190) && third <= interval * 2,
+            "{third:?}"
+        );
+        // Another key has turns of its own.
+        assert_eq!(pacer.reserve(2, None, long), Ok(Duration::ZERO));
+
+        // A turn beyond what the caller can wait is not reserved.
+        let refused = pacer
+            .reserve(1, None, Duration::from_millis(250))
+            .unwrap_err();
+        assert!(refused > Duration::from_millis(250), "{refused:?}");
+        let fourth = pacer.reserve(1, None, long).unwrap();
+        assert!(
+            fourth <= interval * 3,
+            "the refusal took no turn: {fourth:?}"
+        );
+
+        // A pause holds every turn back until it ends, and a shorter one does not shorten it.
+        let until = Instant::now() + Duration::from_secs(5);
+        pacer.pause(2, until);
+        pacer.pause(2, Instant::now() + Duration::from_secs(1));
+        assert_eq!(pacer.paused_until(&2), Some(until));
+        let wait = pacer.reserve(2, None, long).unwrap();
+        assert!(wait > Duration::from_millis(4900), "{wait:?}");
+        assert!(pacer.reserve(2, None, Duration::from_secs(1)).is_err());
+        assert_eq!(pacer.paused_until(&1), None);
+
+        // So does a moment given by the caller (a pause of the key's workspace).
+        let later = Instant::now() + Duration::from_secs(3);
+        let wait = pacer.reserve(3, Some(later), long).unwrap();
+        assert!(wait > Duration::from_millis(2900), "{wait:?}");
+    }
+
+    #[test]
     fn full_buckets_are_forgotten_at_most_once_a_second_when_too_many_are_tracked() {
-        let limiter = RateLimiter::<usize>::per_second(1);
+        let limiter = RateLimiter::<usize>::new(1.0, 1.0);
         let start = Instant::now();
         for key in 0..MAX_TRACKED {
             limiter.check_at(key, start).unwrap();

@@ -16,6 +16,7 @@ use crate::{
     metrics::Metrics,
     notion::{
         NotionEndpoints,
+        budget::RateBudget,
         client::NotionClient,
         connections::{ConnectionService, FanoutSettings},
         fanout_cursor::CursorKey,
@@ -46,7 +47,7 @@ impl AppState {
             http.clone(),
             endpoints.clone(),
             settings.notion.timeout,
-            settings.notion.rate_limit,
+            RateBudget::new(&db, settings.notion.rate_limit),
             settings.notion.concurrency,
             metrics.clone(),
         );

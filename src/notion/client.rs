@@ -1,12 +1,14 @@
-//! Calls to Notion's API on behalf of a connection: bounded in time and size, rate-limited per
-//! connection, and retried when Notion says so.
+//! Calls to Notion's API on behalf of a connection: bounded in time and size, kept to the
+//! connection's share of Notion's rate limits (see [`super::budget`]), and retried when Notion
+//! says so.
 //!
 //! Every call has one overall deadline (`NOTION_TIMEOUT`) that covers all attempts, so the
-//! caller always gets an answer in time. 429 and 529 are retried after `Retry-After`; 500, 502,
-//! 503 and 504 are retried with exponential backoff and jitter (search is a read, so this is
-//! safe). Other errors are returned at once.
+//! caller always gets an answer in time. 429 and 529 pause the connection (or its workspace) for
+//! `Retry-After` and are then retried; 500, 502, 503 and 504 are retried with exponential backoff
+//! and jitter (search is a read, so this is safe). Other errors are returned at once.
 
 use std::{
+    borrow::Cow,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -17,10 +19,14 @@ use serde::Deserialize;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use uuid::Uuid;
 
-use super::{NotionEndpoints, search::SearchRequest};
+use super::{
+    NotionEndpoints,
+    budget::{RateBudget, SLACK, Scope},
+    search::SearchRequest,
+};
 use crate::{
     metrics::{Metrics, NotionEndpoint},
-    rate_limit::RateLimiter,
+    store::StoreError,
 };
 
 /// The largest response body accepted from Notion.
@@ -39,7 +45,8 @@ pub(crate) enum NotionError {
     /// The token is not (or no longer) accepted.
     #[error("Notion refused the token")]
     Unauthorized,
-    /// Still rate limited after the retries; `retry_after` is Notion's last advice.
+    /// Rate limited: by Notion after the retries, or by the connection's own budget when its
+    /// next turn comes after the deadline. `retry_after` is when to try again.
     #[error("Notion rate limit")]
     RateLimited { retry_after: Option<Duration> },
     /// No answer within the deadline.
@@ -57,6 +64,9 @@ pub(crate) enum NotionError {
     Unreachable(#[source] reqwest::Error),
     #[error("Notion's answer is larger than {MAX_RESPONSE_BYTES} bytes")]
     TooLarge,
+    /// The rate budget the instances share could not be read or written.
+    #[error("the shared rate budget")]
+    Budget(#[source] StoreError),
 }
 
 #[derive(Deserialize)]
@@ -69,10 +79,17 @@ pub(crate) struct NotionClient {
     http: reqwest::Client,
     endpoints: NotionEndpoints,
     deadline: Duration,
-    limiter: RateLimiter<Uuid>,
+    budget: RateBudget,
     /// One permit per call in flight; waiters are served in the order they came.
     slots: Semaphore,
     metrics: Arc<Metrics>,
+}
+
+/// The connection a call is made for: its own turns, and its workspace's pauses.
+#[derive(Clone, Copy)]
+pub(crate) struct Caller<'a> {
+    pub connection: Uuid,
+    pub workspace: &'a str,
 }
 
 impl NotionClient {
@@ -80,7 +97,7 @@ impl NotionClient {
         http: reqwest::Client,
         endpoints: NotionEndpoints,
         deadline: Duration,
-        requests_per_second: u32,
+        budget: RateBudget,
         concurrency: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -88,30 +105,30 @@ impl NotionClient {
             http,
             endpoints,
             deadline,
-            limiter: RateLimiter::per_second(requests_per_second),
+            budget,
             slots: Semaphore::new(concurrency.max(1)),
             metrics,
         }
     }
 
-    /// `POST /search` for `connection`, retries included, until `NOTION_TIMEOUT` has passed or
+    /// `POST /search` for `caller`, retries included, until `NOTION_TIMEOUT` has passed or
     /// `until`, whichever comes first. Returns the raw JSON body, to be parsed in place.
     pub(crate) async fn search(
         &self,
-        connection: Uuid,
+        caller: Caller<'_>,
         token: &str,
         body: &SearchRequest,
         until: Option<Instant>,
     ) -> Result<Bytes, NotionError> {
         let own = Instant::now() + self.deadline;
         let deadline = until.map_or(own, |until| until.min(own));
-        self.post_with_retries(connection, NotionEndpoint::Search, token, body, deadline)
+        self.post_with_retries(caller, NotionEndpoint::Search, token, body, deadline)
             .await
     }
 
     async fn post_with_retries(
         &self,
-        connection: Uuid,
+        caller: Caller<'_>,
         endpoint: NotionEndpoint,
         token: &str,
         body: &impl serde::Serialize,
@@ -121,9 +138,8 @@ impl NotionClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.wait_for_rate_limit(connection, deadline).await?;
             // Held until the whole answer is read: its connection and buffers are in use.
-            let _slot = self.wait_for_slot(deadline).await?;
+            let _slot = self.wait_for_turn(caller, deadline).await?;
             let started = Instant::now();
             let answer = self.post_once(url.clone(), token, body, deadline).await;
             self.metrics
@@ -140,17 +156,22 @@ impl NotionClient {
             match status {
                 StatusCode::OK => return Ok(body),
                 StatusCode::UNAUTHORIZED => return Err(NotionError::Unauthorized),
-                StatusCode::TOO_MANY_REQUESTS => {
+                s if s == StatusCode::TOO_MANY_REQUESTS || s.as_u16() == 529 => {
+                    // Every instance holds back for as long as Notion asked: the next turn
+                    // waits for the pause, so there is nothing to sleep here.
+                    let pause = retry_after.unwrap_or_else(|| backoff(attempt));
+                    let scope = match s {
+                        StatusCode::TOO_MANY_REQUESTS => {
+                            Scope::of(rate_limit_reason(&body).as_deref())
+                        }
+                        _ => Scope::Connection,
+                    };
+                    self.budget
+                        .pause(caller.connection, caller.workspace, scope, pause)
+                        .await
+                        .map_err(NotionError::Budget)?;
                     let error = NotionError::RateLimited { retry_after };
-                    let wait = retry_after.unwrap_or_else(|| backoff(attempt));
-                    self.pause_before_retry(attempt, wait, deadline, error)
-                        .await?;
-                }
-                s if s.as_u16() == 529 => {
-                    let error = NotionError::RateLimited { retry_after };
-                    let wait = retry_after.unwrap_or_else(|| backoff(attempt));
-                    self.pause_before_retry(attempt, wait, deadline, error)
-                        .await?;
+                    give_up_unless_time_for(attempt, pause, deadline, error)?;
                 }
                 StatusCode::INTERNAL_SERVER_ERROR
                 | StatusCode::BAD_GATEWAY
@@ -203,11 +224,55 @@ impl NotionClient {
         deadline: Instant,
         error: NotionError,
     ) -> Result<(), NotionError> {
-        if attempt >= MAX_ATTEMPTS || wait >= deadline.saturating_duration_since(Instant::now()) {
-            return Err(error);
-        }
+        give_up_unless_time_for(attempt, wait, deadline, error)?;
         tokio::time::sleep(wait).await;
         Ok(())
+    }
+
+    /// Waits for the caller's next turn and for one of the slots that bound the calls in
+    /// flight, or gives up when the turn would come after the deadline.
+    ///
+    /// A turn whose call then waited long for a slot is stale: calls held back that way could
+    /// bunch up with the turns after them. So after such a wait the turn is taken again, and
+    /// the slot is let go while waiting for a new one that is not due yet.
+    async fn wait_for_turn(
+        &self,
+        caller: Caller<'_>,
+        deadline: Instant,
+    ) -> Result<SemaphorePermit<'_>, NotionError> {
+        let started = Instant::now();
+        let mut slot = None;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let turn = self
+                .budget
+                .reserve(caller.connection, caller.workspace, remaining)
+                .await
+                .map_err(NotionError::Budget)?;
+            let wait = match turn {
+                Ok(wait) => wait,
+                Err(wait) => {
+                    return Err(NotionError::RateLimited {
+                        retry_after: Some(wait),
+                    });
+                }
+            };
+            if let Some(slot) = slot.take() {
+                if wait.is_zero() {
+                    self.metrics.rate_limit_waited(started.elapsed());
+                    return Ok(slot);
+                }
+                drop(slot);
+            }
+            tokio::time::sleep(wait).await;
+            let due = Instant::now();
+            let permit = self.wait_for_slot(deadline).await?;
+            if due.elapsed() <= SLACK {
+                self.metrics.rate_limit_waited(started.elapsed());
+                return Ok(permit);
+            }
+            slot = Some(permit);
+        }
     }
 
     /// Waits for one of the slots that bound the calls in flight, or gives up at the deadline.
@@ -222,32 +287,35 @@ impl NotionClient {
             Ok(Err(_)) | Err(_) => Err(NotionError::Timeout),
         }
     }
+}
 
-    /// Waits for the connection's share of Notion's rate limit, or refuses when the wait would
-    /// pass the deadline.
-    async fn wait_for_rate_limit(
-        &self,
-        connection: Uuid,
-        deadline: Instant,
-    ) -> Result<(), NotionError> {
-        let started = Instant::now();
-        loop {
-            match self.limiter.check(connection) {
-                Ok(()) => {
-                    self.metrics.rate_limit_waited(started.elapsed());
-                    return Ok(());
-                }
-                Err(wait) if wait < deadline.saturating_duration_since(Instant::now()) => {
-                    tokio::time::sleep(wait).await
-                }
-                Err(wait) => {
-                    return Err(NotionError::RateLimited {
-                        retry_after: Some(wait),
-                    });
-                }
-            }
-        }
+/// Gives up with `error` when attempts are used up or waiting `wait` would pass the deadline.
+fn give_up_unless_time_for(
+    attempt: u32,
+    wait: Duration,
+    deadline: Instant,
+    error: NotionError,
+) -> Result<(), NotionError> {
+    if attempt >= MAX_ATTEMPTS || wait >= deadline.saturating_duration_since(Instant::now()) {
+        return Err(error);
     }
+    Ok(())
+}
+
+/// `additional_data.rate_limit_reason` of a 429's body, if it says.
+fn rate_limit_reason(body: &[u8]) -> Option<Cow<'_, str>> {
+    #[derive(Deserialize)]
+    struct Limited<'a> {
+        #[serde(borrow)]
+        additional_data: Option<Reason<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Reason<'a> {
+        #[serde(borrow)]
+        rate_limit_reason: Option<Cow<'a, str>>,
+    }
+    let limited: Limited<'_> = serde_json::from_slice(body).ok()?;
+    limited.additional_data?.rate_limit_reason
 }
 
 /// `Retry-After` in whole seconds (the only form Notion sends).

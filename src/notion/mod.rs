@@ -1,6 +1,7 @@
 //! Talking to Notion (or to the built-in sandbox, which answers the same way).
 
 pub(crate) mod authorization;
+pub(crate) mod budget;
 pub(crate) mod client;
 pub(crate) mod connections;
 pub(crate) mod errors;

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Instant};
 use time::OffsetDateTime;
 
 use super::{
-    client::{NotionClient, NotionError},
+    client::{Caller, NotionClient, NotionError},
     errors::SearchError,
     refresher::TokenRefresher,
     search::{self, SearchPage, SearchRequest},
@@ -49,15 +49,19 @@ impl ConnectionSearcher {
             return Err(SearchError::NeedsReauth);
         }
         let (token, _) = self.vault.opened(row, self.vault.open_all(row)).await?;
+        let caller = Caller {
+            connection: row.id,
+            workspace: &row.workspace_id,
+        };
         let mut outcome = self
             .api
-            .search(row.id, token.expose(), request, until)
+            .search(caller, token.expose(), request, until)
             .await;
         if matches!(outcome, Err(NotionError::Unauthorized)) {
             let fresh = self.refresher.fresh_token(row.id, &token).await?;
             outcome = self
                 .api
-                .search(row.id, fresh.expose(), request, until)
+                .search(caller, fresh.expose(), request, until)
                 .await;
             if matches!(outcome, Err(NotionError::Unauthorized)) {
                 connections::mark_needs_reauth(self.vault.db(), row.id).await?;
@@ -74,6 +78,7 @@ impl ConnectionSearcher {
             } if code == "validation_error" && request.start_cursor.is_some() => {
                 SearchError::InvalidCursor
             }
+            NotionError::Budget(e) => SearchError::Failed(e.into()),
             e => {
                 tracing::warn!(connection_id = %row.id, error = %e, "Notion search failed");
                 SearchError::Notion(e)

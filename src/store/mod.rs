@@ -8,6 +8,7 @@
 pub mod connections;
 pub mod login_attempts;
 pub mod oauth_states;
+pub(crate) mod rate_budgets;
 pub(crate) mod revocations;
 pub mod sessions;
 pub(crate) mod users;

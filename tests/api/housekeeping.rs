@@ -4,7 +4,10 @@ use notion_connect::{
     housekeeping::{self, Swept},
     store::{login_attempts, oauth_states, sessions},
 };
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Statement,
+    sea_query::Expr,
+};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -60,6 +63,21 @@ async fn the_sweep_deletes_only_what_has_expired(backend: Backend) {
         .await
         .unwrap();
 
+    // Rate budgets: one whose last turn ended two hours ago goes; one whose turn came a minute
+    // ago and one paused into the future stay.
+    let micros = |at: OffsetDateTime| at.unix_timestamp_nanos() / 1000;
+    let now = OffsetDateTime::now_utc();
+    app.db
+        .execute_unprepared(&format!(
+            "INSERT INTO notion_rate_budgets (key, next_at, paused_until) VALUES \
+             ('c:old', {}, 0), ('c:recent', {}, 0), ('w:paused', 0, {})",
+            micros(now - Duration::hours(2)),
+            micros(now - Duration::minutes(1)),
+            micros(now + Duration::hours(2)),
+        ))
+        .await
+        .unwrap();
+
     let swept = housekeeping::sweep(&app.db).await.unwrap();
 
     assert_eq!(
@@ -68,9 +86,23 @@ async fn the_sweep_deletes_only_what_has_expired(backend: Backend) {
             sessions: 1,
             session_families: 1,
             oauth_states: 1,
-            login_attempts: 1
+            login_attempts: 1,
+            rate_budgets: 1,
         }
     );
+    let budgets = app
+        .db
+        .query_all_raw(Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT key FROM notion_rate_budgets ORDER BY key",
+        ))
+        .await
+        .unwrap();
+    let kept: Vec<String> = budgets
+        .iter()
+        .map(|row| row.try_get("", "key").unwrap())
+        .collect();
+    assert_eq!(kept, ["c:recent", "w:paused"]);
     assert_eq!(session::Entity::find().count(&app.db).await.unwrap(), 1);
     assert_eq!(
         oauth_state::Entity::find().count(&app.db).await.unwrap(),

@@ -59,6 +59,21 @@ pub(crate) enum SearchReply {
 }
 
 impl SearchReply {
+    /// A 429 whose `additional_data.rate_limit_reason` names the workspace's limit or the
+    /// connection's.
+    pub(crate) fn rate_limited(retry_after: u64, workspace: bool) -> Self {
+        Self::Status {
+            status: 429,
+            retry_after: Some(retry_after),
+            body: if workspace {
+                r#"{"object":"error","status":429,"code":"rate_limited","message":"slow down","request_id":"r","additional_data":{"rate_limit_reason":"workspace_rate_limit"}}"#
+            } else {
+                r#"{"object":"error","status":429,"code":"rate_limited","message":"slow down","request_id":"r","additional_data":{"rate_limit_reason":"connection_rate_limit"}}"#
+            },
+            content_type: "application/json",
+        }
+    }
+
     pub(crate) fn json(status: u16, retry_after: Option<u64>) -> Self {
         Self::Status {
             status,
@@ -94,6 +109,8 @@ struct Shared {
     last_token_request: Arc<Mutex<Option<TokenRequest>>>,
     search_script: Arc<Mutex<std::collections::VecDeque<SearchReply>>>,
     search_calls: Arc<AtomicUsize>,
+    /// When each search arrived.
+    search_times: Arc<Mutex<Vec<std::time::Instant>>>,
     refresh_calls: Arc<AtomicUsize>,
     /// The access token search accepts; `None` until a grant.
     valid_access: Arc<Mutex<Option<String>>>,
@@ -140,6 +157,7 @@ impl MockNotion {
             last_token_request: Arc::default(),
             search_script: Arc::default(),
             search_calls: Arc::default(),
+            search_times: Arc::default(),
             refresh_calls: Arc::default(),
             valid_access: Arc::default(),
             valid_refresh: Arc::default(),
@@ -203,6 +221,11 @@ impl MockNotion {
 
     pub(crate) fn search_calls(&self) -> usize {
         self.shared.search_calls.load(Ordering::SeqCst)
+    }
+
+    /// When each search arrived, in order.
+    pub(crate) fn search_times(&self) -> Vec<std::time::Instant> {
+        self.shared.search_times.lock().unwrap().clone()
     }
 
     pub(crate) fn refresh_calls(&self) -> usize {
@@ -471,6 +494,11 @@ fn workspace_page(access_token: &str, items: usize, body: &str) -> Response {
 #[handler]
 async fn search(shared: Data<&Shared>, req: &poem::Request, body: String) -> Response {
     shared.search_calls.fetch_add(1, Ordering::SeqCst);
+    shared
+        .search_times
+        .lock()
+        .unwrap()
+        .push(std::time::Instant::now());
     let bearer = req
         .headers()
         .get("authorization")

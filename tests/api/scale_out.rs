@@ -2,6 +2,9 @@
 //! balancer runs them. (Refreshing once across instances, a logout reaching the other instance
 //! within a second, and a deletion through one instance reaching the other are tested with
 //! their features, in `search.rs` and `auth.rs`.)
+//!
+//! Notion's rate budget is shared through PostgreSQL; on SQLite the service is one instance, so
+//! there the same tests send every request to one instance, whose budget is in memory.
 
 use std::time::Duration;
 
@@ -9,15 +12,42 @@ use notion_connect::entity::notion_connection;
 use sea_orm::{EntityTrait, PaginatorTrait};
 
 use crate::{
-    helpers::{Backend, TestApp, on_both_databases, spawn_app_with},
-    mock_notion::{MockNotion, TokenReply},
+    helpers::{Backend, TestApp, assert_problem, on_both_databases, spawn_app_with},
+    mock_notion::{MockNotion, SearchReply, TokenReply},
     notion_oauth::fragment_query,
 };
 
 on_both_databases!(
     a_flow_started_on_one_instance_completes_on_another,
     one_callback_sent_to_two_instances_at_once_connects_once,
+    instances_share_one_pace_per_connection,
+    a_rate_limit_seen_by_one_instance_holds_back_the_others,
 );
+
+/// Two instances on PostgreSQL, one on SQLite, with these settings on top of the stand-in's.
+async fn sharing_instances(
+    backend: Backend,
+    notion: &MockNotion,
+    settings: &[(&str, &str)],
+) -> Vec<TestApp> {
+    let configure = |vars: &mut std::collections::HashMap<String, String>| {
+        notion.configure(vars);
+        for (name, value) in settings {
+            vars.insert((*name).into(), (*value).into());
+        }
+    };
+    let first = spawn_app_with(backend, configure).await;
+    if backend == Backend::Sqlite {
+        return vec![first];
+    }
+    let database_url = first.database_url.clone();
+    let second = spawn_app_with(backend, |vars| {
+        configure(vars);
+        vars.insert("DATABASE_URL".into(), database_url);
+    })
+    .await;
+    vec![first, second]
+}
 
 async fn two_instances(backend: Backend, notion: &MockNotion) -> (TestApp, TestApp) {
     let first = spawn_app_with(backend, |vars| notion.configure(vars)).await;
@@ -91,4 +121,115 @@ async fn one_callback_sent_to_two_instances_at_once_connects_once(backend: Backe
         .await
         .unwrap();
     assert_eq!(stored, 1);
+}
+
+async fn instances_share_one_pace_per_connection(backend: Backend) {
+    let notion = MockNotion::start(grant()).await;
+    let per_second = 4;
+    let apps = sharing_instances(
+        backend,
+        &notion,
+        &[("NOTION_RATE_LIMIT", "4"), ("NOTION_TIMEOUT", "2s")],
+    )
+    .await;
+    let user = apps[0].signed_in("eager").await;
+    let id = apps[0].connect_with_code(&user.access).await;
+
+    // Far more searches at once than the connection's turns within their deadline, spread over
+    // the instances.
+    let path = format!("/api/v1/connections/{id}/search");
+    let searches = (0..24).map(|i| apps[i % apps.len()].get_as(&path, &user.access));
+    let answers = futures_util::future::join_all(searches).await;
+
+    let mut served = 0;
+    for answer in answers {
+        match answer.status().as_u16() {
+            200 => served += 1,
+            429 => {
+                assert!(answer.headers().contains_key("retry-after"));
+                assert_problem(answer, 429, "notion_rate_limited").await;
+            }
+            status => panic!("unexpected {status}"),
+        }
+    }
+    let times = notion.search_times();
+    assert_eq!(times.len(), served, "each search served called Notion once");
+    assert!(served >= 2, "searches waited for their turns: {served}");
+    assert!(served < 24, "the turns ran out before the deadline");
+    // However the calls lined up, no one-second window holds more than the limit: each call is
+    // more than a second after the one `per_second` before it.
+    for (earlier, later) in times.iter().zip(times.iter().skip(per_second)) {
+        assert!(
+            later.duration_since(*earlier) > Duration::from_secs(1),
+            "{} calls within {:?}",
+            per_second + 1,
+            later.duration_since(*earlier)
+        );
+    }
+}
+
+async fn a_rate_limit_seen_by_one_instance_holds_back_the_others(backend: Backend) {
+    let notion = MockNotion::start(grant()).await;
+    let apps = sharing_instances(backend, &notion, &[("NOTION_TIMEOUT", "2s")]).await;
+    let (first, second) = (&apps[0], apps.last().unwrap());
+    // Three people connect the same workspace.
+    let mut people = Vec::new();
+    for name in ["ann", "bob", "cid"] {
+        let user = first.signed_in(name).await;
+        let id = first.connect_with_code(&user.access).await;
+        people.push((user, format!("/api/v1/connections/{id}/search")));
+    }
+    let [(ann, ann_search), (bob, bob_search), (cid, cid_search)] = &people[..] else {
+        unreachable!()
+    };
+    let retry_after = |answer: &reqwest::Response| -> u64 {
+        answer.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+
+    // Notion limits Ann's connection for a minute, longer than her search can wait.
+    notion.script_search([SearchReply::rate_limited(60, false)]);
+    let limited = first.get_as(ann_search, &ann.access).await;
+    assert_eq!(retry_after(&limited), 60);
+    assert_problem(limited, 429, "notion_rate_limited").await;
+    assert_eq!(notion.search_calls(), 1);
+
+    // The other instance holds her connection back without calling Notion...
+    let held_back = second.get_as(ann_search, &ann.access).await;
+    assert!((55..=60).contains(&retry_after(&held_back)));
+    assert_problem(held_back, 429, "notion_rate_limited").await;
+    assert_eq!(notion.search_calls(), 1);
+    // ...but not the others' connections to the same workspace: the limit was hers.
+    assert_eq!(second.get_as(bob_search, &bob.access).await.status(), 200);
+    assert_eq!(notion.search_calls(), 2);
+
+    // Now Notion limits the whole workspace, through Bob's connection on the second instance.
+    notion.script_search([SearchReply::rate_limited(90, true)]);
+    let limited = second.get_as(bob_search, &bob.access).await;
+    assert_eq!(retry_after(&limited), 90);
+    assert_eq!(notion.search_calls(), 3);
+    // Everyone's connection to it waits, on every instance.
+    let held_back = first.get_as(cid_search, &cid.access).await;
+    assert!((85..=90).contains(&retry_after(&held_back)));
+    assert_problem(held_back, 429, "notion_rate_limited").await;
+    let held_back = first.get_as(ann_search, &ann.access).await;
+    assert!(
+        (85..=90).contains(&retry_after(&held_back)),
+        "the longer pause wins"
+    );
+    assert_eq!(
+        notion.search_calls(),
+        3,
+        "Notion was not called during the pauses"
+    );
+
+    // The search across workspaces holds back too: with its only workspace paused, it is
+    // refused as a whole, without calling Notion.
+    let everywhere = first.get_as("/api/v1/search", &cid.access).await;
+    assert!((85..=90).contains(&retry_after(&everywhere)));
+    assert_problem(everywhere, 429, "notion_rate_limited").await;
+    assert_eq!(notion.search_calls(), 3);
 }

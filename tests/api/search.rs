@@ -55,6 +55,7 @@ on_both_databases!(
     searching_another_users_connection_is_not_found,
     invalid_parameters_are_refused_before_calling_notion,
     rate_limits_and_server_errors_are_retried_within_bounds,
+    an_absurd_retry_after_is_clamped,
     unusable_answers_and_silence_become_502_and_504,
     an_expired_token_is_refreshed_once_for_many_concurrent_searches,
     a_connection_without_a_refresh_token_needs_reauthorization,
@@ -328,22 +329,55 @@ async fn rate_limits_and_server_errors_are_retried_within_bounds(backend: Backen
     assert_problem(search(&app, &user, &id, "").await, 502, "notion_error").await;
     assert_eq!(notion.search_calls(), 13, "bounded attempts");
 
-    // A Retry-After beyond the deadline is not waited for.
+    // A Retry-After beyond the deadline is not waited for, and it holds the connection back:
+    // the next search is refused without calling Notion until the pause ends.
     notion.script_search([SearchReply::json(429, Some(120))]);
     let started = Instant::now();
     let limited = search(&app, &user, &id, "").await;
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(limited.headers()["retry-after"], "120");
     assert_eq!(limited.status(), 429);
+    assert_eq!(notion.search_calls(), 14);
+    let held_back = search(&app, &user, &id, "").await;
+    let wait: u64 = held_back.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((115..=120).contains(&wait), "{wait}");
+    assert_problem(held_back, 429, "notion_rate_limited").await;
+    assert_eq!(
+        notion.search_calls(),
+        14,
+        "Notion was not called during the pause"
+    );
+}
 
-    // An absurd Retry-After is clamped before any arithmetic: no overflow, no 500.
+async fn an_absurd_retry_after_is_clamped(backend: Backend) {
+    let notion = MockNotion::start(grant()).await;
+    let (app, user, id) = connected_to_mock(backend, &notion, grant()).await;
+
+    // Clamped before any arithmetic: no overflow, no 500, and a pause of an hour at most.
     notion.script_search([SearchReply::json(429, Some(u64::MAX))]);
     let limited = search(&app, &user, &id, "").await;
     assert_eq!(limited.headers()["retry-after"], "3600");
     assert_problem(limited, 429, "notion_rate_limited").await;
+    let held_back = search(&app, &user, &id, "").await;
+    let wait: u64 = held_back.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((3595..=3600).contains(&wait), "{wait}");
+    assert_eq!(notion.search_calls(), 1);
 
-    // Still healthy: a normal search works.
-    assert_eq!(search(&app, &user, &id, "").await.status(), 200);
+    // Still healthy: the service answers, and its other endpoints work.
+    assert_eq!(
+        app.get_as("/api/v1/connections", &user.access)
+            .await
+            .status(),
+        200
+    );
 }
 
 async fn calls_beyond_the_concurrency_cap_wait_within_their_deadline(backend: Backend) {

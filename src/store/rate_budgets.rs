@@ -1,0 +1,126 @@
+//! Turns at Notion shared by every instance on one PostgreSQL: each call reserves the next turn
+//! of its connection, and a 429 pauses its connection or its whole workspace for all of them.
+//!
+//! A row's key is `c:<connection id>` or `w:<workspace id>`; times are microseconds since the
+//! Unix epoch by the database's clock (see the migration that creates the table). Each claim and
+//! each pause is one statement on the row's primary key, so instances take turns in the order the
+//! database serialises them, and no instance's clock matters.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use uuid::Uuid;
+
+use super::StoreError;
+
+/// The database's clock, in microseconds since the Unix epoch.
+const NOW_US: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
+
+pub(crate) fn connection_key(id: Uuid) -> String {
+    format!("c:{id}")
+}
+
+pub(crate) fn workspace_key(workspace_id: &str) -> String {
+    format!("w:{workspace_id}")
+}
+
+/// Reserves the connection's next turn: its own turn, but never before a pause of the
+/// connection or of its workspace ends. The turn after it comes `interval` later. Returns how
+/// long to wait for the turn, or, when that wait would be `max_wait` or longer, how long until a
+/// turn; nothing is reserved then.
+///
+/// One statement. The turn is first read from the statement's snapshot; the row is then written
+/// only if that turn is soon enough, and a conflicting claim that came first is seen under the
+/// row's lock, where the turn is taken again from the latest row.
+pub(crate) async fn claim(
+    db: &impl ConnectionTrait,
+    connection: &str,
+    workspace: &str,
+    interval: Duration,
+    max_wait: Duration,
+) -> Result<Result<Duration, Duration>, StoreError> {
+    let sql = format!(
+        "WITH now AS (SELECT {NOW_US} AS us),
+         turn AS (
+             SELECT now.us, GREATEST(
+                 now.us,
+                 (SELECT GREATEST(next_at, paused_until) FROM notion_rate_budgets WHERE key = $1),
+                 (SELECT paused_until FROM notion_rate_budgets WHERE key = $2)) AS at
+             FROM now),
+         claimed AS (
+             INSERT INTO notion_rate_budgets AS b (key, next_at, claimed_at)
+             SELECT $1, turn.at + $3, turn.us FROM turn WHERE turn.at - turn.us < $4
+             ON CONFLICT (key) DO UPDATE SET
+                 next_at = GREATEST(b.next_at, b.paused_until, EXCLUDED.next_at - $3) + $3,
+                 claimed_at = EXCLUDED.claimed_at
+             WHERE GREATEST(b.next_at, b.paused_until, EXCLUDED.next_at - $3)
+                 - EXCLUDED.claimed_at < $4
+             RETURNING next_at - $3 - claimed_at AS wait_us)
+         SELECT (SELECT wait_us FROM claimed) AS claimed_us, turn.at - turn.us AS turn_us FROM turn"
+    );
+    let values: [Value; 4] = [
+        connection.into(),
+        workspace.into(),
+        micros(interval).into(),
+        micros(max_wait).into(),
+    ];
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?
+        .ok_or_else(|| StoreError::Db(sea_orm::DbErr::RecordNotFound("a turn".into())))?;
+    let claimed: Option<i64> = row.try_get("", "claimed_us")?;
+    Ok(match claimed {
+        Some(wait) => Ok(from_micros(wait)),
+        // Refused by the snapshot's turn, or by a later one that a concurrent claim took.
+        None => Err(from_micros(row.try_get("", "turn_us")?).max(max_wait)),
+    })
+}
+
+/// Pauses the key (a connection's or a workspace's) for `pause` from now, unless it is paused
+/// for longer already.
+pub(crate) async fn pause(
+    db: &impl ConnectionTrait,
+    key: &str,
+    pause: Duration,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO notion_rate_budgets AS b (key, next_at, paused_until, claimed_at)
+         SELECT $1, 0, now.us + $2, now.us FROM (SELECT {NOW_US} AS us) now
+         ON CONFLICT (key) DO UPDATE SET paused_until = GREATEST(b.paused_until, EXCLUDED.paused_until)"
+    );
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        [key.into(), micros(pause).into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Deletes the rows whose turns and pauses all ended before `before` (microseconds since the
+/// epoch): a key without a row has every turn free.
+pub(crate) async fn forget_before(
+    db: &impl ConnectionTrait,
+    before: i64,
+) -> Result<u64, StoreError> {
+    // An integer written into the statement: it is ours, and the same SQL runs on both
+    // databases.
+    let sql = format!(
+        "DELETE FROM notion_rate_budgets WHERE next_at < {before} AND paused_until < {before}"
+    );
+    let backend = db.get_database_backend();
+    let deleted = db.execute_raw(Statement::from_string(backend, sql)).await?;
+    Ok(deleted.rows_affected())
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn from_micros(micros: i64) -> Duration {
+    Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+}
