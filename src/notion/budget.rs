@@ -1,8 +1,8 @@
 //! How the service keeps to Notion's rate limits, whichever instance makes a call.
 //!
-//! Each connection gets turns at an even pace: `NOTION_RATE_LIMIT` a second, one every
-//! 1/`NOTION_RATE_LIMIT` of a second and a little more (see [`SLACK`]), so no one-second window
-//! ever holds more calls than the limit, however the calls line up. A caller reserves the next
+//! Each connection gets turns at an even pace: one every 1.05/`NOTION_RATE_LIMIT` of a second
+//! (the 5 % is kept back for delays, see [`SLACK`]), so no one-second window ever holds more
+//! calls than the limit, however the calls line up. A caller reserves the next
 //! turn and waits for it within its deadline, or is refused with the wait as its `Retry-After`.
 //! A 429 pauses the connection, or the whole workspace when Notion's `rate_limit_reason` says
 //! the workspace's limit was reached, for the `Retry-After` it gave: every later turn waits for
@@ -21,14 +21,19 @@ use uuid::Uuid;
 
 use crate::{
     rate_limit::Pacer,
-    store::{StoreError, rate_budgets},
+    store::{
+        StoreError,
+        connections::{self, ConnectionRow},
+        rate_budgets,
+    },
 };
 
-/// Kept back from each second's turns for the time between a turn and the moment its request
-/// reaches Notion (waking up, a free slot, writing the request, the database's answer), which
-/// differs from call to call: calls a second apart by their turns are still a second apart when
-/// they arrive, if no call is delayed by more than this against another.
-pub(crate) const SLACK: Duration = Duration::from_millis(20);
+/// How late a call may go out after its turn (woken late on a busy machine, or waiting for a
+/// slot); a later one takes a new turn. Twice this is kept back from each second's turns, for
+/// that lateness and for the differences in how long requests take to reach Notion: calls a
+/// second apart by their turns are still a second apart when they arrive, unless one is
+/// delayed by more than that against another.
+pub(crate) const SLACK: Duration = Duration::from_millis(25);
 
 /// Which of Notion's limits a 429 was about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +53,10 @@ impl Scope {
     }
 }
 
+/// A turn taken: `Ok(when it comes)`, or `Err(how long until one would)` when it would come
+/// too late, in which case none was taken.
+pub(crate) type Turn = Result<Instant, Duration>;
+
 pub(crate) enum RateBudget {
     /// One instance: turns and pauses in memory.
     Local {
@@ -65,7 +74,7 @@ impl RateBudget {
     /// `per_second` calls a second per connection: shared through `db` on PostgreSQL, in
     /// memory on SQLite (where the service is one instance).
     pub(crate) fn new(db: &DatabaseConnection, per_second: u32) -> Self {
-        let interval = (Duration::from_secs(1) + SLACK) / per_second.max(1);
+        let interval = (Duration::from_secs(1) + 2 * SLACK) / per_second.max(1);
         match db.get_database_backend() {
             DbBackend::Postgres => Self::Shared {
                 db: db.clone(),
@@ -78,21 +87,20 @@ impl RateBudget {
         }
     }
 
-    /// Reserves the connection's next turn. `Ok(wait)`: the turn comes after `wait`;
-    /// `Err(wait)`: no turn comes within `max_wait`, and none was reserved.
+    /// Reserves the connection's next turn, unless it comes `max_wait` or more from now.
     pub(crate) async fn reserve(
         &self,
         connection: Uuid,
         workspace: &str,
         max_wait: Duration,
-    ) -> Result<Result<Duration, Duration>, StoreError> {
-        match self {
+    ) -> Result<Turn, StoreError> {
+        let wait = match self {
             Self::Local {
                 connections,
                 workspaces,
             } => {
                 let paused = workspaces.paused_until(&workspace.to_owned());
-                Ok(connections.reserve(connection, paused, max_wait))
+                connections.reserve(connection, paused, max_wait)
             }
             Self::Shared { db, interval } => {
                 rate_budgets::claim(
@@ -102,7 +110,34 @@ impl RateBudget {
                     *interval,
                     max_wait,
                 )
-                .await
+                .await?
+            }
+        };
+        Ok(wait.map(|wait| Instant::now() + wait))
+    }
+
+    /// Reads the connection `id` of `user_id` and reserves its next turn as [`Self::reserve`]
+    /// does (if it is active). On PostgreSQL both are one statement, so that a search makes one
+    /// round trip to the database before calling Notion.
+    pub(crate) async fn find_and_reserve(
+        &self,
+        db: &DatabaseConnection,
+        user_id: Uuid,
+        id: Uuid,
+        max_wait: Duration,
+    ) -> Result<Option<(ConnectionRow, Turn)>, StoreError> {
+        match self {
+            Self::Local { .. } => {
+                let Some(row) = connections::find_for_user(db, user_id, id).await? else {
+                    return Ok(None);
+                };
+                let turn = self.reserve(row.id, &row.workspace_id, max_wait).await?;
+                Ok(Some((row, turn)))
+            }
+            Self::Shared { interval, .. } => {
+                let found =
+                    rate_budgets::find_and_claim(db, user_id, id, *interval, max_wait).await?;
+                Ok(found.map(|(row, wait)| (row, wait.map(|wait| Instant::now() + wait))))
             }
         }
     }

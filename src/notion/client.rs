@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::{
     NotionEndpoints,
-    budget::{RateBudget, SLACK, Scope},
+    budget::{RateBudget, SLACK, Scope, Turn},
     search::SearchRequest,
 };
 use crate::{
@@ -111,18 +111,30 @@ impl NotionClient {
         }
     }
 
+    /// The rate budget the calls keep to.
+    pub(crate) fn budget(&self) -> &RateBudget {
+        &self.budget
+    }
+
+    /// How long a call may take, retries included (`NOTION_TIMEOUT`).
+    pub(crate) fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
     /// `POST /search` for `caller`, retries included, until `NOTION_TIMEOUT` has passed or
-    /// `until`, whichever comes first. Returns the raw JSON body, to be parsed in place.
+    /// `until`, whichever comes first; the first attempt in `turn` if one was taken already.
+    /// Returns the raw JSON body, to be parsed in place.
     pub(crate) async fn search(
         &self,
         caller: Caller<'_>,
         token: &str,
         body: &SearchRequest,
         until: Option<Instant>,
+        turn: Option<Turn>,
     ) -> Result<Bytes, NotionError> {
         let own = Instant::now() + self.deadline;
         let deadline = until.map_or(own, |until| until.min(own));
-        self.post_with_retries(caller, NotionEndpoint::Search, token, body, deadline)
+        self.post_with_retries(caller, NotionEndpoint::Search, token, body, deadline, turn)
             .await
     }
 
@@ -133,13 +145,14 @@ impl NotionClient {
         token: &str,
         body: &impl serde::Serialize,
         deadline: Instant,
+        mut turn: Option<Turn>,
     ) -> Result<Bytes, NotionError> {
         let url = self.endpoints.url(endpoint.path());
         let mut attempt = 0;
         loop {
             attempt += 1;
             // Held until the whole answer is read: its connection and buffers are in use.
-            let _slot = self.wait_for_turn(caller, deadline).await?;
+            let _slot = self.wait_for_turn(caller, deadline, turn.take()).await?;
             let started = Instant::now();
             let answer = self.post_once(url.clone(), token, body, deadline).await;
             self.metrics
@@ -229,45 +242,63 @@ impl NotionClient {
         Ok(())
     }
 
-    /// Waits for the caller's next turn and for one of the slots that bound the calls in
-    /// flight, or gives up when the turn would come after the deadline.
+    /// Waits for the caller's next turn (`taken`, or one taken now) and for one of the slots
+    /// that bound the calls in flight, or gives up when the turn would come after the deadline.
     ///
-    /// A turn whose call then waited long for a slot is stale: calls held back that way could
-    /// bunch up with the turns after them. So after such a wait the turn is taken again, and
-    /// the slot is let go while waiting for a new one that is not due yet.
+    /// A turn whose call goes out more than [`SLACK`] after it (woken late, or waiting for a
+    /// slot) is stale: calls held back that way could bunch up with the turns after them. So the
+    /// turn is taken again, and the slot is let go while waiting for a new one that is not due
+    /// soon.
     async fn wait_for_turn(
         &self,
         caller: Caller<'_>,
         deadline: Instant,
+        mut taken: Option<Turn>,
     ) -> Result<SemaphorePermit<'_>, NotionError> {
         let started = Instant::now();
         let mut slot = None;
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let turn = self
-                .budget
-                .reserve(caller.connection, caller.workspace, remaining)
-                .await
-                .map_err(NotionError::Budget)?;
-            let wait = match turn {
-                Ok(wait) => wait,
+            let turn = match taken.take() {
+                Some(turn) => turn,
+                None => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    self.budget
+                        .reserve(caller.connection, caller.workspace, remaining)
+                        .await
+                        .map_err(NotionError::Budget)?
+                }
+            };
+            let now = Instant::now();
+            let at = match turn {
+                Ok(at) if at < deadline => at,
+                Ok(at) => {
+                    return Err(NotionError::RateLimited {
+                        retry_after: Some(at - now),
+                    });
+                }
                 Err(wait) => {
                     return Err(NotionError::RateLimited {
                         retry_after: Some(wait),
                     });
                 }
             };
-            if let Some(slot) = slot.take() {
-                if wait.is_zero() {
+            let wait = at.saturating_duration_since(now);
+            if let Some(held) = slot.take() {
+                // The turn before this one came late; this one is taken with a slot in hand,
+                // and kept only if it comes soon.
+                if wait <= SLACK {
+                    tokio::time::sleep(wait).await;
                     self.metrics.rate_limit_waited(started.elapsed());
-                    return Ok(slot);
+                    return Ok(held);
                 }
-                drop(slot);
+                drop(held);
             }
-            tokio::time::sleep(wait).await;
-            let due = Instant::now();
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
             let permit = self.wait_for_slot(deadline).await?;
-            if due.elapsed() <= SLACK {
+            // Late by waking up or by waiting for the slot: within SLACK the turn still holds.
+            if Instant::now().saturating_duration_since(at) <= SLACK {
                 self.metrics.rate_limit_waited(started.elapsed());
                 return Ok(permit);
             }

@@ -221,10 +221,12 @@ impl ConnectionService {
         id: Uuid,
         request: &SearchRequest,
     ) -> Result<SearchPage, SearchError> {
-        let row = connections::find_for_user(self.vault.db(), user_id, id)
+        let (row, turn) = self
+            .searcher
+            .find(user_id, id)
             .await?
             .ok_or(SearchError::NotFound)?;
-        self.searcher.search(&row, request, None).await
+        self.searcher.search(&row, request, None, Some(turn)).await
     }
 
     /// A page of one search across several (or all) of the user's workspaces (see

@@ -443,8 +443,9 @@ impl Fanout {
                 let (searcher, row) = (self.searcher.clone(), lane.row.clone());
                 // On a task of its own, so that a straggler cut off at the deadline still
                 // finishes (a token refresh half done must not be lost).
-                tasks
-                    .spawn(async move { (index, searcher.search(&row, &body, Some(until)).await) });
+                tasks.spawn(async move {
+                    (index, searcher.search(&row, &body, Some(until), None).await)
+                });
                 statuses[index] = Some(LaneStatus::Timeout);
             }
             fetches.push(fetch);

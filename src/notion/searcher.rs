@@ -5,8 +5,10 @@
 use std::{sync::Arc, time::Instant};
 
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use super::{
+    budget::Turn,
     client::{Caller, NotionClient, NotionError},
     errors::SearchError,
     refresher::TokenRefresher,
@@ -35,15 +37,30 @@ impl ConnectionSearcher {
         }
     }
 
-    /// Searches the connection `row`, Notion's calls ending by `until` if given. A token Notion
-    /// no longer accepts is refreshed once (one refresh per connection at a time, see
-    /// [`super::refresher`]) and the search repeated; a connection that cannot be refreshed is
-    /// marked `needs_reauth`.
+    /// The connection `id` of `user_id`, with its next turn at Notion taken (see
+    /// [`super::budget`]); on PostgreSQL in one round trip.
+    pub(crate) async fn find(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+    ) -> Result<Option<(ConnectionRow, Turn)>, SearchError> {
+        Ok(self
+            .api
+            .budget()
+            .find_and_reserve(self.vault.db(), user_id, id, self.api.deadline())
+            .await?)
+    }
+
+    /// Searches the connection `row`, Notion's calls ending by `until` if given, the first in
+    /// `turn` if one was taken (see [`Self::find`]). A token Notion no longer accepts is
+    /// refreshed once (one refresh per connection at a time, see [`super::refresher`]) and the
+    /// search repeated; a connection that cannot be refreshed is marked `needs_reauth`.
     pub(crate) async fn search(
         &self,
         row: &ConnectionRow,
         request: &SearchRequest,
         until: Option<Instant>,
+        turn: Option<Turn>,
     ) -> Result<SearchPage, SearchError> {
         if row.status == ConnectionStatus::NeedsReauth {
             return Err(SearchError::NeedsReauth);
@@ -55,13 +72,13 @@ impl ConnectionSearcher {
         };
         let mut outcome = self
             .api
-            .search(caller, token.expose(), request, until)
+            .search(caller, token.expose(), request, until, turn)
             .await;
         if matches!(outcome, Err(NotionError::Unauthorized)) {
             let fresh = self.refresher.fresh_token(row.id, &token).await?;
             outcome = self
                 .api
-                .search(caller, fresh.expose(), request, until)
+                .search(caller, fresh.expose(), request, until, None)
                 .await;
             if matches!(outcome, Err(NotionError::Unauthorized)) {
                 connections::mark_needs_reauth(self.vault.db(), row.id).await?;

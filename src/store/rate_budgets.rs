@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, QueryResult, Statement, Value};
 use uuid::Uuid;
 
-use super::StoreError;
+use super::{StoreError, connections::ConnectionRow};
 
 /// The database's clock, in microseconds since the Unix epoch.
 const NOW_US: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
@@ -72,6 +72,69 @@ pub(crate) async fn claim(
         ))
         .await?
         .ok_or_else(|| StoreError::Db(sea_orm::DbErr::RecordNotFound("a turn".into())))?;
+    turn_of(&row, max_wait)
+}
+
+/// Reads the connection `id` of `user_id` and, if it is active, takes its next turn as [`claim`]
+/// does, in one statement: a search pays one round trip for both. `None` when the user has no
+/// such connection.
+pub(crate) async fn find_and_claim(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    id: Uuid,
+    interval: Duration,
+    max_wait: Duration,
+) -> Result<Option<(ConnectionRow, Result<Duration, Duration>)>, StoreError> {
+    let sql = format!(
+        "WITH conn AS (SELECT * FROM notion_connections WHERE id = $1 AND user_id = $2),
+         now AS (SELECT {NOW_US} AS us),
+         turn AS (
+             SELECT now.us, 'c:' || conn.id::text AS key, conn.status, GREATEST(
+                 now.us,
+                 (SELECT GREATEST(next_at, paused_until) FROM notion_rate_budgets
+                     WHERE key = 'c:' || conn.id::text),
+                 (SELECT paused_until FROM notion_rate_budgets
+                     WHERE key = 'w:' || conn.workspace_id)) AS at
+             FROM now, conn),
+         claimed AS (
+             INSERT INTO notion_rate_budgets AS b (key, next_at, claimed_at)
+             SELECT turn.key, turn.at + $3, turn.us FROM turn
+             WHERE turn.status = 'active' AND turn.at - turn.us < $4
+             ON CONFLICT (key) DO UPDATE SET
+                 next_at = GREATEST(b.next_at, b.paused_until, EXCLUDED.next_at - $3) + $3,
+                 claimed_at = EXCLUDED.claimed_at
+             WHERE GREATEST(b.next_at, b.paused_until, EXCLUDED.next_at - $3)
+                 - EXCLUDED.claimed_at < $4
+             RETURNING next_at - $3 - claimed_at AS wait_us)
+         SELECT conn.*, (SELECT wait_us FROM claimed) AS claimed_us, turn.at - turn.us AS turn_us
+         FROM conn, turn"
+    );
+    let values: [Value; 4] = [
+        id.into(),
+        user_id.into(),
+        micros(interval).into(),
+        micros(max_wait).into(),
+    ];
+    let Some(row) = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let connection = ConnectionRow::from_query_result(&row, "")?;
+    Ok(Some((connection, turn_of(&row, max_wait)?)))
+}
+
+/// The turn a claim took, or, refused, how long until one: read from its `claimed_us` and
+/// `turn_us`.
+fn turn_of(
+    row: &QueryResult,
+    max_wait: Duration,
+) -> Result<Result<Duration, Duration>, StoreError> {
     let claimed: Option<i64> = row.try_get("", "claimed_us")?;
     Ok(match claimed {
         Some(wait) => Ok(from_micros(wait)),
