@@ -60,7 +60,9 @@ impl PostgresDatabase {
     }
 
     /// Adds [`FILLER_USERS`] users with [`FILLER_CONNECTIONS_PER_USER`] connections each, in
-    /// a few thousand workspaces, and refreshes the planner's statistics.
+    /// a few thousand workspaces. Then vacuums and analyses the database and checkpoints it, so
+    /// that neither autovacuum nor a checkpoint catching up with the load runs during the
+    /// measurements after it.
     fn fill(&self) {
         psql(
             &self.url,
@@ -75,10 +77,12 @@ impl PostgresDatabase {
                  SELECT gen_random_uuid(), u.id, 'filler-bot-' || k, 'filler-ws-' || (hashtext(u.username) & 4095), \
                      'Filler', '{{}}', 'sealed', 'bench', 'active', now(), now() \
                  FROM users AS u CROSS JOIN generate_series(1, {FILLER_CONNECTIONS_PER_USER}) AS k \
-                 WHERE u.username LIKE 'filler-%'; \
-                 ANALYZE;"
+                 WHERE u.username LIKE 'filler-%';"
             ),
         );
+        // Each on its own: VACUUM cannot run inside the transaction a multi-statement command is.
+        psql(&self.url, "VACUUM (ANALYZE)");
+        psql(&self.url, "CHECKPOINT");
     }
 }
 
