@@ -475,16 +475,32 @@ async fn failures_are_explained_where_they_happen(backend: Backend) {
     let id = mocked.connect_with_code(&user.access).await;
     sign_in(&browser, "searcher").await;
 
-    let search_path = format!("/#/connections/{id}/search");
+    // A second workspace of the same person, which Notion rate-limits for two minutes: the
+    // connection is paused, so searching it again sooner does not call Notion.
+    notion.reply_with(TokenReply::Grant {
+        bot_id: "bot-web-limited".into(),
+        access_token: "access-web".into(),
+    });
+    let limited = mocked.connect_with_code(&user.access).await;
     notion.script_search([SearchReply::json(429, Some(120))]);
-    browser.open(&search_path).await;
+    browser
+        .open(&format!("/#/connections/{limited}/search"))
+        .await;
     browser
         .find_text(".message.warning", "Searching again in 120 seconds")
         .await;
     browser.screenshot("03-rate-limited").await;
-
-    notion.script_search([SearchReply::Hang]);
+    let calls = notion.search_calls();
     browser.click(".message button").await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    browser
+        .find_text(".message.warning", "Searching again in")
+        .await;
+    assert_eq!(notion.search_calls(), calls, "the pause held");
+
+    let search_path = format!("/#/connections/{id}/search");
+    notion.script_search([SearchReply::Hang]);
+    browser.open(&search_path).await;
     browser.find_text(".message.error", "took too long").await;
 
     notion.script_search([SearchReply::json(400, None)]);
@@ -561,8 +577,11 @@ async fn failures_are_explained_where_they_happen(backend: Backend) {
     }
 
     let search_api = format!("/api/v1/connections/{id}/search");
+    let limited_api = format!("/api/v1/connections/{limited}/search");
     let provoked = [
-        (search_api.as_str(), 429),
+        // Notion's 429, then the service's own while the connection is paused.
+        (limited_api.as_str(), 429),
+        (limited_api.as_str(), 429),
         (search_api.as_str(), 504),
         (search_api.as_str(), 502),
         (search_api.as_str(), 409),
