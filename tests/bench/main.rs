@@ -1184,8 +1184,9 @@ fn report(
          same host), alternating with the\n\
          baseline again. \"Two instances together\" are two services on that database, each\n\
          driven by its own wrk with 32 clients at once: requests/s and errors are their sums,\n\
-         latencies the slower one's. The rows with 300,000 connections come after adding\n\
-         100,000 users with 3 connections each to that database.\n",
+         latencies the slower one's. The rows with 300,000 other connections run on a second\n\
+         database that also holds 100,000 other users with 3 connections each, in rounds\n\
+         alternating with the baseline and the same on the empty database.\n",
         page_kib = fixture::search_page().len().div_ceil(1024)
     );
     let _ = writeln!(
@@ -1296,13 +1297,13 @@ fn scale_changes(rows: &[Row]) -> Vec<String> {
     for (what, empty, filled) in [
         (
             "search",
-            "search on PostgreSQL",
-            "search on PostgreSQL, 300,000 connections",
+            postgres::SCALE_EMPTY_SEARCH,
+            postgres::SCALE_FILLED_SEARCH,
         ),
         (
             "`GET /connections`",
-            "GET /connections on PostgreSQL",
-            "GET /connections on PostgreSQL, 300,000 connections",
+            postgres::SCALE_EMPTY_LIST,
+            postgres::SCALE_FILLED_LIST,
         ),
     ] {
         let (Some(one), Some(one_full), Some(many), Some(many_full)) = (
@@ -1314,9 +1315,10 @@ fn scale_changes(rows: &[Row]) -> Vec<String> {
             continue;
         };
         lines.push(format!(
-            "With {} more users and {} more connections in the database, {what} took {} ms \
-             (p50, one client) against {} ms in the empty one ({:+.1} %); at 64 clients {:.0} \
-             against {:.0} requests/s ({:+.1} %), p99 {} against {} ms ({:+.1} %).",
+            "With {} other users and {} other connections in the database, {what} took {} ms \
+             (p50, one client) against {} ms in an empty one, in alternating rounds ({:+.1} %); \
+             at 64 clients {:.0} against {:.0} requests/s ({:+.1} %), p99 {} against {} ms \
+             ({:+.1} %).",
             thousands(postgres::FILLER_USERS),
             thousands(postgres::FILLER_USERS * postgres::FILLER_CONNECTIONS_PER_USER),
             ms(one_full.p50),

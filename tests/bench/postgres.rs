@@ -1,7 +1,8 @@
 //! The production path: the same search on PostgreSQL beside the baseline, two instances on one
 //! database (their summed throughput, and how often the Notion stand-in saw each connection
-//! called against `NOTION_RATE_LIMIT`), and the search and the connection list again with
-//! 100,000 other users and 300,000 other connections in the database.
+//! called against `NOTION_RATE_LIMIT`), and the search and the connection list on a database
+//! that also holds 100,000 other users with 300,000 connections, in rounds alternating with the
+//! same on the empty one.
 
 use std::{path::Path, process::Command, time::Duration};
 
@@ -27,9 +28,14 @@ pub(crate) struct PostgresDatabase {
 
 impl PostgresDatabase {
     pub(crate) fn create() -> Self {
+        Self::create_named("")
+    }
+
+    /// A database whose name ends with `suffix`, beside the others of this run.
+    fn create_named(suffix: &str) -> Self {
         let admin_url =
             std::env::var("BENCH_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_ADMIN_URL.into());
-        let name = format!("notion_connect_bench_{}", std::process::id());
+        let name = format!("notion_connect_bench_{}{suffix}", std::process::id());
         psql(&admin_url, &format!("CREATE DATABASE {name}"));
         // The same server and parameters (`?sslmode=disable`, say), another database.
         let (address, parameters) = admin_url
@@ -168,28 +174,7 @@ pub(crate) async fn run(setting: &Setting<'_>) -> Production {
     let public_url = Some(public_url.as_str());
     let codes: Vec<String> = (0..CONNECTIONS).map(|n| format!("ws{n}")).collect();
     let (access, ids) = set_up(&first.url, &codes).await;
-    let bearer = ("Authorization", format!("Bearer {access}"));
-    let write = |name: &str, paths: Vec<(String, Option<String>)>| {
-        let path = setting.dir.join(name);
-        let lua = wrk::script("GET", &paths, std::slice::from_ref(&bearer));
-        std::fs::write(&path, lua).expect("a script");
-        path
-    };
-    let search = write(
-        "postgres-search.lua",
-        ids.iter()
-            .map(|id| {
-                (
-                    format!("/api/v1/connections/{id}/search?page_size=100"),
-                    None,
-                )
-            })
-            .collect(),
-    );
-    let list = write(
-        "postgres-list.lua",
-        vec![("/api/v1/connections".to_owned(), None)],
-    );
+    let (search, list) = scripts(setting.dir, "postgres", &access, &ids);
     let warm = |instance: &Instance| {
         wrk::Run {
             url: &instance.url,
@@ -284,21 +269,141 @@ pub(crate) async fn run(setting: &Setting<'_>) -> Production {
         .expect("a record");
     drop(paced);
 
-    // The same again with 100,000 other users and 300,000 other connections.
-    database.fill();
-    let filled = Instance::start(setting, &database, 1000, public_url).await;
-    warm(&filled);
-    searches(
-        &mut production,
-        &filled,
-        "search on PostgreSQL, 300,000 connections",
-        ["", ""],
-    );
-    production.rows.extend(lists(
-        &filled,
-        "GET /connections on PostgreSQL, 300,000 connections",
-    ));
+    // The same search and list on a database that also holds 100,000 other users with 300,000
+    // connections, against the empty one, in alternating rounds (the machine's moods change
+    // over a run; alternating shares them out).
+    let filled_database = PostgresDatabase::create_named("_filled");
+    let filled = Instance::start(setting, &filled_database, 1000, None).await;
+    let (filled_access, filled_ids) = set_up(&filled.url, &codes).await;
+    filled_database.fill();
+    let (filled_search, filled_list) = scripts(setting.dir, "filled", &filled_access, &filled_ids);
+    let empty = Instance::start(setting, &database, 1000, public_url).await;
+    warm(&empty);
+    wrk::Run {
+        url: &filled.url,
+        connections: 4,
+        seconds: 2,
+        script: &filled_search,
+    }
+    .run();
+    for clients in [1, 64] {
+        let searched = alternate(
+            &[
+                &setting.baseline,
+                &empty.target(&search),
+                &filled.target(&filled_search),
+            ],
+            clients,
+            setting,
+        );
+        let [baseline, in_empty, in_filled] = searched;
+        let ratio = |rows: &Row| {
+            rows.measured.requests_per_second / baseline.measured.requests_per_second.max(1e-9)
+        };
+        let mut in_empty = in_empty.named(SCALE_EMPTY_SEARCH);
+        let mut in_filled = in_filled.named(SCALE_FILLED_SEARCH);
+        in_empty.ratio = Some(ratio(&in_empty));
+        in_filled.ratio = Some(ratio(&in_filled));
+        if clients == 1 {
+            in_filled.target = "p50 within 10 % of the empty database's";
+        }
+        production.rows.extend([baseline, in_empty, in_filled]);
+    }
+    for clients in [1, 64] {
+        let [in_empty, in_filled] = alternate(
+            &[&empty.target(&list), &filled.target(&filled_list)],
+            clients,
+            setting,
+        );
+        production.rows.extend([
+            in_empty.named(SCALE_EMPTY_LIST),
+            in_filled.named(SCALE_FILLED_LIST),
+        ]);
+    }
     production
+}
+
+/// The rows the scale comparison writes, by name.
+pub(crate) const SCALE_EMPTY_SEARCH: &str = "search on PostgreSQL, empty database";
+pub(crate) const SCALE_FILLED_SEARCH: &str = "search on PostgreSQL, 300,000 other connections";
+pub(crate) const SCALE_EMPTY_LIST: &str = "GET /connections on PostgreSQL, empty database";
+pub(crate) const SCALE_FILLED_LIST: &str =
+    "GET /connections on PostgreSQL, 300,000 other connections";
+
+/// The search and list scripts for the account `access` with the connections `ids`, named
+/// after `prefix`.
+fn scripts(
+    dir: &Path,
+    prefix: &str,
+    access: &str,
+    ids: &[String],
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let bearer = ("Authorization", format!("Bearer {access}"));
+    let write = |name: String, paths: Vec<(String, Option<String>)>| {
+        let path = dir.join(name);
+        let lua = wrk::script("GET", &paths, std::slice::from_ref(&bearer));
+        std::fs::write(&path, lua).expect("a script");
+        path
+    };
+    let search = write(
+        format!("{prefix}-search.lua"),
+        ids.iter()
+            .map(|id| {
+                (
+                    format!("/api/v1/connections/{id}/search?page_size=100"),
+                    None,
+                )
+            })
+            .collect(),
+    );
+    let list = write(
+        format!("{prefix}-list.lua"),
+        vec![("/api/v1/connections".to_owned(), None)],
+    );
+    (search, list)
+}
+
+/// Runs each of `targets` in turn, `rounds` times, with `clients` clients; one row each with
+/// the medians of its runs (named later).
+fn alternate<const N: usize>(
+    targets: &[&Target<'_>; N],
+    clients: u32,
+    setting: &Setting<'_>,
+) -> [Row; N] {
+    let mut runs: [Vec<wrk::Measured>; N] = std::array::from_fn(|_| Vec::new());
+    let mut cpu = [Duration::ZERO; N];
+    for _ in 0..setting.rounds {
+        for (i, target) in targets.iter().enumerate() {
+            let (measured, spent) = super::measure(
+                wrk::Run {
+                    url: target.url,
+                    connections: clients,
+                    seconds: setting.seconds,
+                    script: target.script,
+                },
+                target.pid,
+            );
+            runs[i].push(measured);
+            cpu[i] += spent;
+        }
+    }
+    std::array::from_fn(|i| {
+        let measured = wrk::Measured::median(&runs[i]);
+        Row {
+            scenario: "search, baseline proxy",
+            clients,
+            target: "",
+            cpu_per_request: per_request(cpu[i], measured.requests),
+            measured,
+            ratio: None,
+        }
+    })
+}
+
+impl Row {
+    fn named(self, scenario: &'static str) -> Self {
+        Self { scenario, ..self }
+    }
 }
 
 /// Runs `script` against both instances at once, 32 clients each, and adds up what they

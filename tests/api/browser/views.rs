@@ -26,8 +26,19 @@ async fn settle(browser: &Browser, ready: &str) {
 /// Looks at the view at `path` the ways people see it: screenshots, axe-core in both themes,
 /// and a 320 px screen without sideways scrolling.
 async fn look(browser: &Browser, name: &str, path: &str, ready: &str) {
-    // A fresh load, even when the address is the one already shown.
+    // A fresh load, even when the address is the one already shown. The reload waits for the
+    // first load to finish starting (its session renewed): a page left while its renewal is on
+    // the way never receives the renewed token, and presenting the old one again would end the
+    // session as a stolen token's.
     browser.open(path).await;
+    browser
+        .until("the app to start", || async {
+            let booting = browser
+                .js("return document.body.classList.contains('booting');")
+                .await;
+            (booting == false).then_some(())
+        })
+        .await;
     browser.reload().await;
     for (label, width, dark) in [
         ("1280-light", None, false),
