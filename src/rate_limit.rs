@@ -132,11 +132,7 @@ impl<K: Hash + Eq> Pacer<K> {
     ) -> Result<Duration, Duration> {
         let now = Instant::now();
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        keys.sweep(now);
-        let paced = keys.by_key.entry(key).or_insert(Paced {
-            next: now,
-            paused_until: now,
-        });
+        let paced = keys.entry(key, now);
         let turn = paced
             .next
             .max(paced.paused_until)
@@ -154,23 +150,32 @@ impl<K: Hash + Eq> Pacer<K> {
     pub(crate) fn pause(&self, key: K, until: Instant) {
         let now = Instant::now();
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
-        keys.sweep(now);
-        let paced = keys.by_key.entry(key).or_insert(Paced {
-            next: now,
-            paused_until: now,
-        });
+        let paced = keys.entry(key, now);
         paced.paused_until = paced.paused_until.max(until);
     }
 
     /// When the key's pause ends, if it is paused.
-    pub(crate) fn paused_until(&self, key: &K) -> Option<Instant> {
+    pub(crate) fn paused_until<Q>(&self, key: &Q) -> Option<Instant>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         let until = keys.by_key.get(key)?.paused_until;
         (until > Instant::now()).then_some(until)
     }
 }
 
-impl<K> PacedKeys<K> {
+impl<K: Hash + Eq> PacedKeys<K> {
+    /// The key's turns and pause, new ones (all free) for a key not tracked.
+    fn entry(&mut self, key: K, now: Instant) -> &mut Paced {
+        self.sweep(now);
+        self.by_key.entry(key).or_insert(Paced {
+            next: now,
+            paused_until: now,
+        })
+    }
+
     /// Forgets keys whose turns and pauses are all past, once too many are tracked, at most
     /// once a second: a forgotten key is exactly a key that was never seen.
     fn sweep(&mut self, now: Instant) {

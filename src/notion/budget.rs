@@ -99,7 +99,7 @@ impl RateBudget {
                 connections,
                 workspaces,
             } => {
-                let paused = workspaces.paused_until(&workspace.to_owned());
+                let paused = workspaces.paused_until(workspace);
                 connections.reserve(connection, paused, max_wait)
             }
             Self::Shared { db, interval } => {

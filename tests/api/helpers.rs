@@ -375,6 +375,15 @@ pub(crate) async fn spawn_app_with(
 }
 
 /// Reads a problem+json response and checks the status and code it carries.
+/// The whole seconds of an answer's `Retry-After`.
+pub(crate) fn retry_after(answer: &reqwest::Response) -> u64 {
+    answer.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 pub(crate) async fn assert_problem(
     response: reqwest::Response,
     status: u16,

@@ -12,7 +12,7 @@ use notion_connect::entity::notion_connection;
 use sea_orm::{EntityTrait, PaginatorTrait};
 
 use crate::{
-    helpers::{Backend, TestApp, assert_problem, on_both_databases, spawn_app_with},
+    helpers::{Backend, TestApp, assert_problem, on_both_databases, retry_after, spawn_app_with},
     mock_notion::{MockNotion, SearchReply, TokenReply},
     notion_oauth::fragment_query,
 };
@@ -181,13 +181,6 @@ async fn a_rate_limit_seen_by_one_instance_holds_back_the_others(backend: Backen
     }
     let [(ann, ann_search), (bob, bob_search), (cid, cid_search)] = &people[..] else {
         unreachable!()
-    };
-    let retry_after = |answer: &reqwest::Response| -> u64 {
-        answer.headers()["retry-after"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap()
     };
 
     // Notion limits Ann's connection for a minute, longer than her search can wait.

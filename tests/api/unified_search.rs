@@ -9,7 +9,9 @@ use notion_connect::sandbox::workspace;
 use serde_json::Value;
 
 use crate::{
-    helpers::{Backend, TestApp, assert_problem, on_both_databases, spawn_app, spawn_app_with},
+    helpers::{
+        Backend, TestApp, assert_problem, on_both_databases, retry_after, spawn_app, spawn_app_with,
+    },
     mock_notion::{MockNotion, SearchReply, TokenReply},
 };
 
@@ -301,11 +303,7 @@ async fn each_failing_workspace_is_reported_and_the_others_answer_within_the_dea
     )
     .await;
     // The workspace has been held back since its first 429: what is left of those 30 s.
-    let wait: u64 = limited.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let wait = retry_after(&limited);
     assert!((20..=30).contains(&wait), "{wait}");
     assert_problem(limited, 429, "notion_rate_limited").await;
     let revoked = search(
