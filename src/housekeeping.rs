@@ -1,6 +1,7 @@
 //! Periodic clean-up of rows that have stopped meaning anything: expired refresh tokens and the
 //! families they leave empty, expired OAuth states, failed-login counts nobody has added to for a
-//! day, and Notion rate budgets whose turns and pauses ended an hour ago. Each is one `DELETE`
+//! day, Notion rate budgets whose turns and pauses ended an hour ago, and the leases of instances
+//! that stopped renewing them an hour ago. Each is one `DELETE`
 //! (indexed, but for the small table of rate budgets, which is read whole); a failed sweep is
 //! logged and tried again at the next tick.
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 use sea_orm::DatabaseConnection;
 use time::OffsetDateTime;
 
-use crate::store::{StoreError, login_attempts, oauth_states, rate_budgets, sessions};
+use crate::store::{StoreError, instances, login_attempts, oauth_states, rate_budgets, sessions};
 
 /// How often the sweep runs.
 pub(crate) const INTERVAL: Duration = Duration::from_secs(10 * 60);
@@ -26,6 +27,10 @@ pub(crate) const KEEP_EXPIRED_STATES: time::Duration = time::Duration::hours(1);
 /// ended: a key without one has every turn free, which by then it has anyway.
 pub(crate) const FORGET_RATE_BUDGETS_AFTER: time::Duration = time::Duration::hours(1);
 
+/// An instance's lease is forgotten this long after it ended. An instance that comes back after
+/// that registers again.
+pub(crate) const FORGET_INSTANCES_AFTER: time::Duration = time::Duration::hours(1);
+
 /// How many rows one sweep deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Swept {
@@ -34,6 +39,7 @@ pub struct Swept {
     pub oauth_states: u64,
     pub login_attempts: u64,
     pub rate_budgets: u64,
+    pub instances: u64,
 }
 
 /// Deletes everything that has expired by now.
@@ -46,6 +52,7 @@ pub async fn sweep(db: &DatabaseConnection) -> Result<Swept, StoreError> {
         login_attempts: login_attempts::forget_before(db, now - FORGET_FAILURES_AFTER).await?,
         rate_budgets: rate_budgets::forget_before(db, unix_micros(now - FORGET_RATE_BUDGETS_AFTER))
             .await?,
+        instances: instances::forget_before(db, unix_micros(now - FORGET_INSTANCES_AFTER)).await?,
     })
 }
 

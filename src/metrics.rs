@@ -15,7 +15,8 @@ use std::{
 
 use poem::http::{Method, StatusCode};
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 const NAMESPACE: &str = "notion_connect";
@@ -45,6 +46,7 @@ pub(crate) struct Metrics {
     fanout_lanes: IntCounterVec,
     logins: IntCounterVec,
     connections: IntGaugeVec,
+    instance_alone: IntGauge,
     /// When `connections` was last counted; the lock makes concurrent scrapes count once.
     connections_counted: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -169,6 +171,12 @@ impl Metrics {
                 &["key_id", "status"],
             )
             .expect("a valid metric"),
+            instance_alone: IntGauge::with_opts(opts(
+                "instance_alone",
+                "1 while this instance is the only one on its database, and so keeps the Notion \
+                 rate budget and the connections it searched lately in memory.",
+            ))
+            .expect("a valid metric"),
             connections_counted: tokio::sync::Mutex::new(None),
             registry,
         };
@@ -186,6 +194,7 @@ impl Metrics {
             Box::new(metrics.fanout_lanes.clone()),
             Box::new(metrics.logins.clone()),
             Box::new(metrics.connections.clone()),
+            Box::new(metrics.instance_alone.clone()),
         ] {
             metrics
                 .registry
@@ -228,6 +237,10 @@ impl Metrics {
 
     pub(crate) fn slot_waited(&self, waited: Duration) {
         self.slot_wait.observe(waited.as_secs_f64());
+    }
+
+    pub(crate) fn instance_alone(&self, alone: bool) {
+        self.instance_alone.set(i64::from(alone));
     }
 
     pub(crate) fn oauth_callback(&self, outcome: &str) {

@@ -154,6 +154,33 @@ impl<K: Hash + Eq> Pacer<K> {
         paced.paused_until = paced.paused_until.max(until);
     }
 
+    /// Sets the key's next turn and pause no earlier than `next` and `paused_until`.
+    pub(crate) fn seed(&self, key: K, next: Instant, paused_until: Instant) {
+        let now = Instant::now();
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let paced = keys.entry(key, now);
+        paced.next = paced.next.max(next);
+        paced.paused_until = paced.paused_until.max(paused_until);
+    }
+
+    /// Every key whose next turn or pause is still ahead, with how long until each (zero when
+    /// past).
+    pub(crate) fn pending(&self) -> Vec<(K, Duration, Duration)>
+    where
+        K: Clone,
+    {
+        let now = Instant::now();
+        let keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        keys.by_key
+            .iter()
+            .filter(|(_, p)| p.next > now || p.paused_until > now)
+            .map(|(key, p)| {
+                let until = |at: Instant| at.saturating_duration_since(now);
+                (key.clone(), until(p.next), until(p.paused_until))
+            })
+            .collect()
+    }
+
     /// When the key's pause ends, if it is paused.
     pub(crate) fn paused_until<Q>(&self, key: &Q) -> Option<Instant>
     where
@@ -320,6 +347,43 @@ mod tests {
         let later = Instant::now() + Duration::from_secs(3);
         let wait = pacer.reserve(3, Some(later), long).unwrap();
         assert!(wait > Duration::from_millis(2900), "{wait:?}");
+    }
+
+    #[test]
+    fn turns_and_pauses_ahead_are_handed_over_and_taken_over() {
+        let interval = Duration::from_millis(100);
+        let pacer = Pacer::new(interval);
+        let long = Duration::from_secs(60);
+        for _ in 0..3 {
+            pacer.reserve(1, None, long).unwrap();
+        }
+        pacer.pause(2, Instant::now() + Duration::from_secs(5));
+        let mut pending = pacer.pending();
+        pending.sort_by_key(|(key, _, _)| *key);
+        let [(1, next, paused), (2, _, paused_2)] = pending[..] else {
+            panic!("{pending:?}");
+        };
+        assert!(
+            next > Duration::from_millis(290) && next <= interval * 3,
+            "{next:?}"
+        );
+        assert_eq!(paused, Duration::ZERO);
+        assert!(paused_2 > Duration::from_millis(4900), "{paused_2:?}");
+
+        // Taken over by another pacer, the turns ahead come after the ones handed over, and a
+        // later turn already held is not moved earlier.
+        let taker = Pacer::new(interval);
+        for _ in 0..5 {
+            taker.reserve(3, None, long).unwrap();
+        }
+        let now = Instant::now();
+        for (key, next, paused) in pending {
+            taker.seed(key, now + next, now + paused);
+        }
+        taker.seed(3, now, now);
+        assert!(taker.reserve(1, None, long).unwrap() > Duration::from_millis(290));
+        assert!(taker.reserve(2, None, long).unwrap() > Duration::from_millis(4900));
+        assert!(taker.reserve(3, None, long).unwrap() > Duration::from_millis(490));
     }
 
     #[test]

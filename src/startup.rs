@@ -19,7 +19,8 @@ use crate::{
     config::{AppEnv, Settings},
     db, housekeeping, http_policy,
     notion::{
-        NotionEndpoints, SANDBOX_PATH, errors::ConnectionError, revoker, vault::KeyRingCheck,
+        NotionEndpoints, SANDBOX_PATH, errors::ConnectionError, lease::InstanceLease, revoker,
+        vault::KeyRingCheck,
     },
     sandbox::Sandbox,
     scrape,
@@ -46,6 +47,8 @@ pub enum StartupError {
     Hasher(#[source] crate::auth::password::HashError),
     #[error("checking TOKEN_ENCRYPTION_KEYS against the stored connections")]
     KeyRingCheck(#[source] ConnectionError),
+    #[error("registering this instance among the others on the database")]
+    Join(#[source] crate::store::StoreError),
     #[error(
         "TOKEN_ENCRYPTION_KEYS opens none of the {sampled} newest stored connections (sealed with \
          key id {}): set the key ring these were sealed with",
@@ -142,6 +145,9 @@ impl Application {
         }
         let state = AppState::new(settings, db, endpoints).map_err(StartupError::Hasher)?;
         check_key_ring(&state).await?;
+        if let Some(lease) = state.connections.lease() {
+            lease.join().await.map_err(StartupError::Join)?;
+        }
         Ok(Self {
             acceptor,
             port,
@@ -182,6 +188,8 @@ impl Application {
             environment = ?settings.env,
             "notion-connect is listening"
         );
+        let lease = self.state.connections.lease();
+        let renewals = lease.clone().map(InstanceLease::spawn);
         let sweeper = housekeeping::spawn(self.state.db.clone());
         let revoker = revoker::spawn(self.state.connections.revoker());
         // The metrics listener stops when the service does.
@@ -211,6 +219,12 @@ impl Application {
         }
         sweeper.abort();
         revoker.abort();
+        if let Some(renewals) = renewals {
+            renewals.abort();
+        }
+        if let Some(lease) = lease {
+            lease.leave().await;
+        }
         served
     }
 }

@@ -20,6 +20,7 @@ use crate::{
         client::NotionClient,
         connections::{ConnectionService, FanoutSettings},
         fanout_cursor::CursorKey,
+        membership::Membership,
         oauth::NotionOAuth,
     },
 };
@@ -42,12 +43,13 @@ impl AppState {
         endpoints: NotionEndpoints,
     ) -> Result<Self, HashError> {
         let metrics = Metrics::new();
+        let membership = Arc::new(Membership::for_database(&db));
         let http = crate::notion::http_client(settings.notion.timeout);
         let api = NotionClient::new(
             http.clone(),
             endpoints.clone(),
             settings.notion.timeout,
-            RateBudget::new(&db, settings.notion.rate_limit),
+            RateBudget::new(&db, settings.notion.rate_limit, membership),
             settings.notion.concurrency,
             metrics.clone(),
         );

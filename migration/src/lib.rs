@@ -12,6 +12,7 @@ mod m20261123_000004_add_housekeeping_indexes;
 mod m20261125_000005_create_session_families;
 mod m20261125_000006_create_pending_revocations;
 mod m20261207_000007_create_notion_rate_budgets;
+mod m20261208_000008_create_notion_instances;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_create_session_families::Migration),
             Box::new(m20261125_000006_create_pending_revocations::Migration),
             Box::new(m20261207_000007_create_notion_rate_budgets::Migration),
+            Box::new(m20261208_000008_create_notion_instances::Migration),
         ]
     }
 }

@@ -8,23 +8,30 @@
 //! the workspace's limit was reached, for the `Retry-After` it gave: every later turn waits for
 //! the pause to end.
 //!
-//! One instance (SQLite) keeps the turns in memory. Several instances on one PostgreSQL keep
-//! them in the database (`notion_rate_budgets`, unlogged): a turn is one statement on the
-//! connection's row, which reads the workspace's pause in passing, and a pause is one statement
-//! on the connection's or the workspace's row. So all instances share one budget per connection
-//! and per workspace, and a 429 seen by one holds back all of them.
+//! An instance that is alone (see [`super::membership`]) keeps the turns in memory. Several
+//! instances on one PostgreSQL keep them in the database (`notion_rate_budgets`, unlogged): a
+//! turn is one statement on the connection's row, which reads the workspace's pause in passing,
+//! and a pause is one statement on the connection's or the workspace's row. So all instances
+//! share one budget per connection and per workspace, and a 429 seen by one holds back all of
+//! them. An instance that becomes alone takes the turns and pauses ahead over from the database,
+//! and one that stops being alone hands its own back before another instance may call Notion
+//! (see [`super::lease`]).
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use sea_orm::{DatabaseConnection, DbBackend};
 use uuid::Uuid;
 
+use super::membership::{Alone, Membership};
 use crate::{
     rate_limit::Pacer,
     store::{
         StoreError,
         connections::{self, ConnectionRow},
-        rate_budgets,
+        rate_budgets::{self, Holder, Pending},
     },
 };
 
@@ -57,34 +64,60 @@ impl Scope {
 /// too late, in which case none was taken.
 pub(crate) type Turn = Result<Instant, Duration>;
 
-pub(crate) enum RateBudget {
-    /// One instance: turns and pauses in memory.
-    Local {
-        connections: Pacer<Uuid>,
-        workspaces: Pacer<String>,
-    },
-    /// Several instances on one PostgreSQL: turns and pauses in the database.
-    Shared {
-        db: DatabaseConnection,
-        interval: Duration,
-    },
+pub(crate) struct RateBudget {
+    /// The turns and pauses of an instance that is alone.
+    local: Arc<LocalBudget>,
+    /// On PostgreSQL: the turns and pauses of instances that are not.
+    shared: Option<SharedBudget>,
+    membership: Arc<Membership>,
+}
+
+/// Turns and pauses in memory.
+pub(crate) struct LocalBudget {
+    connections: Pacer<Uuid>,
+    workspaces: Pacer<String>,
+}
+
+/// Turns and pauses in the database.
+struct SharedBudget {
+    db: DatabaseConnection,
+    interval: Duration,
 }
 
 impl RateBudget {
-    /// `per_second` calls a second per connection: shared through `db` on PostgreSQL, in
-    /// memory on SQLite (where the service is one instance).
-    pub(crate) fn new(db: &DatabaseConnection, per_second: u32) -> Self {
+    /// `per_second` calls a second per connection: in memory while this instance is alone,
+    /// shared through `db` otherwise (PostgreSQL only; on SQLite the service is one instance).
+    pub(crate) fn new(
+        db: &DatabaseConnection,
+        per_second: u32,
+        membership: Arc<Membership>,
+    ) -> Self {
         let interval = (Duration::from_secs(1) + 2 * SLACK) / per_second.max(1);
-        match db.get_database_backend() {
-            DbBackend::Postgres => Self::Shared {
+        let shared = match db.get_database_backend() {
+            DbBackend::Postgres => Some(SharedBudget {
                 db: db.clone(),
                 interval,
-            },
-            _ => Self::Local {
+            }),
+            _ => None,
+        };
+        Self {
+            local: Arc::new(LocalBudget {
                 connections: Pacer::new(interval),
                 workspaces: Pacer::new(Duration::ZERO),
-            },
+            }),
+            shared,
+            membership,
         }
+    }
+
+    /// Whether this instance is alone, and so keeps the budget in memory.
+    pub(crate) fn membership(&self) -> &Arc<Membership> {
+        &self.membership
+    }
+
+    /// The turns and pauses this instance keeps while it is alone.
+    pub(crate) fn local(&self) -> &Arc<LocalBudget> {
+        &self.local
     }
 
     /// Reserves the connection's next turn, unless it comes `max_wait` or more from now.
@@ -94,31 +127,44 @@ impl RateBudget {
         workspace: &str,
         max_wait: Duration,
     ) -> Result<Turn, StoreError> {
-        let wait = match self {
-            Self::Local {
-                connections,
-                workspaces,
-            } => {
-                let paused = workspaces.paused_until(workspace);
-                connections.reserve(connection, paused, max_wait)
-            }
-            Self::Shared { db, interval } => {
-                rate_budgets::claim(
-                    db,
-                    &rate_budgets::connection_key(connection),
-                    &rate_budgets::workspace_key(workspace),
-                    *interval,
-                    max_wait,
-                )
-                .await?
+        let shared = {
+            let alone = self.membership.alone();
+            match &self.shared {
+                Some(shared) if alone.is_none() => shared,
+                _ => return Ok(self.reserve_in_memory(connection, workspace, max_wait)),
             }
         };
+        let wait = rate_budgets::claim(
+            &shared.db,
+            &rate_budgets::connection_key(connection),
+            &rate_budgets::workspace_key(workspace),
+            shared.interval,
+            max_wait,
+        )
+        .await?;
         Ok(wait.map(|wait| Instant::now() + wait))
     }
 
+    /// [`Self::reserve`] in memory, while this instance is `alone`.
+    pub(crate) fn reserve_alone(
+        &self,
+        _alone: &Alone<'_>,
+        connection: Uuid,
+        workspace: &str,
+        max_wait: Duration,
+    ) -> Turn {
+        self.reserve_in_memory(connection, workspace, max_wait)
+    }
+
+    fn reserve_in_memory(&self, connection: Uuid, workspace: &str, max_wait: Duration) -> Turn {
+        let paused = self.local.workspaces.paused_until(workspace);
+        let wait = self.local.connections.reserve(connection, paused, max_wait);
+        wait.map(|wait| Instant::now() + wait)
+    }
+
     /// Reads the connection `id` of `user_id` and reserves its next turn as [`Self::reserve`]
-    /// does (if it is active). On PostgreSQL both are one statement, so that a search makes one
-    /// round trip to the database before calling Notion.
+    /// does (if it is active). Among other instances on PostgreSQL, both are one statement, so
+    /// that a search makes one round trip to the database before calling Notion.
     pub(crate) async fn find_and_reserve(
         &self,
         db: &DatabaseConnection,
@@ -126,18 +172,19 @@ impl RateBudget {
         id: Uuid,
         max_wait: Duration,
     ) -> Result<Option<(ConnectionRow, Turn)>, StoreError> {
-        match self {
-            Self::Local { .. } => {
+        match &self.shared {
+            Some(shared) if !self.membership.is_alone() => {
+                let found =
+                    rate_budgets::find_and_claim(db, user_id, id, shared.interval, max_wait)
+                        .await?;
+                Ok(found.map(|(row, wait)| (row, wait.map(|wait| Instant::now() + wait))))
+            }
+            _ => {
                 let Some(row) = connections::find_for_user(db, user_id, id).await? else {
                     return Ok(None);
                 };
                 let turn = self.reserve(row.id, &row.workspace_id, max_wait).await?;
                 Ok(Some((row, turn)))
-            }
-            Self::Shared { interval, .. } => {
-                let found =
-                    rate_budgets::find_and_claim(db, user_id, id, *interval, max_wait).await?;
-                Ok(found.map(|(row, wait)| (row, wait.map(|wait| Instant::now() + wait))))
             }
         }
     }
@@ -150,24 +197,63 @@ impl RateBudget {
         scope: Scope,
         pause: Duration,
     ) -> Result<(), StoreError> {
-        match self {
-            Self::Local {
-                connections,
-                workspaces,
-            } => {
-                let until = Instant::now() + pause;
-                match scope {
-                    Scope::Connection => connections.pause(connection, until),
-                    Scope::Workspace => workspaces.pause(workspace.to_owned(), until),
+        let shared = {
+            let alone = self.membership.alone();
+            match &self.shared {
+                Some(shared) if alone.is_none() => shared,
+                _ => {
+                    let until = Instant::now() + pause;
+                    match scope {
+                        Scope::Connection => self.local.connections.pause(connection, until),
+                        Scope::Workspace => {
+                            self.local.workspaces.pause(workspace.to_owned(), until)
+                        }
+                    }
+                    return Ok(());
                 }
-                Ok(())
             }
-            Self::Shared { db, .. } => {
-                let key = match scope {
-                    Scope::Connection => rate_budgets::connection_key(connection),
-                    Scope::Workspace => rate_budgets::workspace_key(workspace),
-                };
-                rate_budgets::pause(db, &key, pause).await
+        };
+        let key = match scope {
+            Scope::Connection => rate_budgets::connection_key(connection),
+            Scope::Workspace => rate_budgets::workspace_key(workspace),
+        };
+        rate_budgets::pause(&shared.db, &key, pause).await
+    }
+}
+
+impl LocalBudget {
+    /// Every turn and pause still ahead, to hand back to the database.
+    pub(crate) fn pending(&self) -> Vec<Pending> {
+        let connections = self
+            .connections
+            .pending()
+            .into_iter()
+            .map(|(id, next, paused)| Pending {
+                key: rate_budgets::connection_key(id),
+                next_in: next,
+                paused_for: paused,
+            });
+        let workspaces = self
+            .workspaces
+            .pending()
+            .into_iter()
+            .map(|(id, _, paused)| Pending {
+                key: rate_budgets::workspace_key(&id),
+                next_in: Duration::ZERO,
+                paused_for: paused,
+            });
+        connections.chain(workspaces).collect()
+    }
+
+    /// Takes over turns and pauses ahead from the database.
+    pub(crate) fn take_over(&self, pending: &[Pending]) {
+        let now = Instant::now();
+        for entry in pending {
+            let (next, paused) = (now + entry.next_in, now + entry.paused_for);
+            match rate_budgets::holder(&entry.key) {
+                Some(Holder::Connection(id)) => self.connections.seed(id, next, paused),
+                Some(Holder::Workspace(id)) => self.workspaces.seed(id.to_owned(), now, paused),
+                None => {}
             }
         }
     }
@@ -184,5 +270,43 @@ mod tests {
         assert_eq!(Scope::of(Some("connection_rate_limit")), Scope::Connection);
         assert_eq!(Scope::of(Some("something_new")), Scope::Connection);
         assert_eq!(Scope::of(None), Scope::Connection);
+    }
+
+    #[test]
+    fn turns_and_pauses_handed_back_are_taken_over_by_their_holders() {
+        let budget = LocalBudget {
+            connections: Pacer::new(Duration::from_millis(100)),
+            workspaces: Pacer::new(Duration::ZERO),
+        };
+        let connection = Uuid::now_v7();
+        let long = Duration::from_secs(60);
+        budget.connections.reserve(connection, None, long).unwrap();
+        budget.connections.reserve(connection, None, long).unwrap();
+        budget
+            .workspaces
+            .pause("ws-1".into(), Instant::now() + Duration::from_secs(5));
+        let pending = budget.pending();
+        let keys: Vec<_> = pending.iter().map(|p| p.key.as_str()).collect();
+        assert!(
+            keys.contains(&format!("c:{connection}").as_str()),
+            "{keys:?}"
+        );
+        assert!(keys.contains(&"w:ws-1"), "{keys:?}");
+
+        let taker = LocalBudget {
+            connections: Pacer::new(Duration::from_millis(100)),
+            workspaces: Pacer::new(Duration::ZERO),
+        };
+        let mut unknown = pending.clone();
+        unknown.push(Pending {
+            key: "x:something-else".into(),
+            next_in: long,
+            paused_for: long,
+        });
+        taker.take_over(&unknown);
+        let next = taker.connections.reserve(connection, None, long).unwrap();
+        assert!(next > Duration::from_millis(190), "{next:?}");
+        let paused = taker.workspaces.paused_until("ws-1").unwrap();
+        assert!(paused > Instant::now() + Duration::from_millis(4900));
     }
 }

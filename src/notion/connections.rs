@@ -18,6 +18,7 @@ use super::{
     errors::{ConnectionError, SearchError},
     fanout::{Fanout, FanoutError, FanoutPage, FanoutRequest},
     fanout_cursor::CursorKey,
+    lease::InstanceLease,
     oauth::{Grant, NotionOAuth},
     refresher::TokenRefresher,
     revoker::Revoker,
@@ -59,6 +60,8 @@ pub(crate) struct ConnectionService {
     searcher: ConnectionSearcher,
     fanout: Fanout,
     revoker: Arc<Revoker>,
+    /// On PostgreSQL: this instance's lease among the others.
+    lease: Option<Arc<InstanceLease>>,
 }
 
 /// How searches across workspaces run.
@@ -88,8 +91,22 @@ impl ConnectionService {
             revoker.clone(),
             refresh_wait,
         ));
+        let membership = api.budget().membership().clone();
+        let lease = membership.has_lease().then(|| {
+            Arc::new(InstanceLease::new(
+                db.clone(),
+                membership,
+                api.budget().local().clone(),
+                vault.cache().clone(),
+                fanout.metrics.clone(),
+            ))
+        });
+        if lease.is_none() {
+            fanout.metrics.instance_alone(true);
+        }
         let searcher = ConnectionSearcher::new(vault.clone(), Arc::new(api), refresher);
         Self {
+            lease,
             flow: AuthorizationFlow::new(db, oauth.clone()),
             fanout: Fanout::new(
                 searcher.clone(),
@@ -112,6 +129,12 @@ impl ConnectionService {
     /// The revocation worker's half, for start-up to run.
     pub(crate) fn revoker(&self) -> Arc<Revoker> {
         self.revoker.clone()
+    }
+
+    /// This instance's lease among the others on PostgreSQL, for start-up to join with and
+    /// keep.
+    pub(crate) fn lease(&self) -> Option<Arc<InstanceLease>> {
+        self.lease.clone()
     }
 
     /// The vault, for the start-up check of the key ring.
@@ -266,6 +289,7 @@ impl ConnectionService {
             revocations::queue(&txn, old).await?;
         }
         txn.commit().await.map_err(StoreError::from)?;
+        self.vault.cache().forget(stored.id);
         if revoking.is_some() {
             self.revoker.wake();
             tracing::info!(connection_id = %stored.id, "the re-authorized connection's previous token will be revoked");
@@ -288,6 +312,7 @@ impl ConnectionService {
         };
         revocations::queue(&txn, &row).await?;
         txn.commit().await.map_err(StoreError::from)?;
+        self.vault.cache().forget(row.id);
         self.revoker.wake();
         tracing::info!(connection_id = %row.id, "Notion connection deleted");
         Ok(true)
@@ -298,11 +323,15 @@ impl ConnectionService {
     /// them.
     pub(crate) async fn delete_account(&self, user_id: Uuid) -> Result<(), ConnectionError> {
         let txn = self.vault.db().begin().await.map_err(StoreError::from)?;
-        for row in connections::delete_all_for_user(&txn, user_id).await? {
-            revocations::queue(&txn, &row).await?;
+        let deleted = connections::delete_all_for_user(&txn, user_id).await?;
+        for row in &deleted {
+            revocations::queue(&txn, row).await?;
         }
         users::delete(&txn, user_id).await?;
         txn.commit().await.map_err(StoreError::from)?;
+        for row in &deleted {
+            self.vault.cache().forget(row.id);
+        }
         self.revoker.wake();
         tracing::info!(event = "account_deleted", user_id = %user_id, "an account was deleted");
         Ok(())

@@ -3,11 +3,14 @@
 pub(crate) mod authorization;
 pub(crate) mod budget;
 pub(crate) mod client;
+pub(crate) mod connection_cache;
 pub(crate) mod connections;
 pub(crate) mod errors;
 pub(crate) mod fanout;
 pub(crate) mod fanout_cursor;
+pub(crate) mod lease;
 pub(crate) mod leftovers;
+pub(crate) mod membership;
 pub(crate) mod oauth;
 pub(crate) mod refresher;
 pub(crate) mod revoker;

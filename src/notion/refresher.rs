@@ -94,7 +94,7 @@ impl TokenRefresher {
             }
             let Some(refresh_token) = store.opened(&row, store.refresh_token(&row)).await? else {
                 self.oauth.metrics().token_refresh("no_refresh_token");
-                connections::mark_needs_reauth(db, id).await?;
+                store.mark_needs_reauth(id).await?;
                 return Err(SearchError::NeedsReauth);
             };
             // Whole seconds, so the value reads back exactly on every database.
@@ -150,7 +150,7 @@ impl TokenRefresher {
                 Err(ExchangeError::Refused(code)) => {
                     self.oauth.metrics().token_refresh("refused");
                     tracing::warn!(connection_id = %id, %code, "Notion refused the refresh token");
-                    connections::mark_needs_reauth(db, id).await?;
+                    store.mark_needs_reauth(id).await?;
                     Err(SearchError::NeedsReauth)
                 }
                 Err(e) => {

@@ -15,7 +15,7 @@ use super::{
     search::{self, SearchPage, SearchRequest},
     vault::ConnectionVault,
 };
-use crate::store::connections::{self, ConnectionRow, ConnectionStatus};
+use crate::store::connections::{ConnectionRow, ConnectionStatus};
 
 #[derive(Clone)]
 pub(crate) struct ConnectionSearcher {
@@ -38,17 +38,31 @@ impl ConnectionSearcher {
     }
 
     /// The connection `id` of `user_id`, with its next turn at Notion taken (see
-    /// [`super::budget`]); on PostgreSQL in one round trip.
+    /// [`super::budget`]). While this instance is alone, from memory when it searched the
+    /// connection lately; otherwise on PostgreSQL in one round trip.
     pub(crate) async fn find(
         &self,
         user_id: Uuid,
         id: Uuid,
-    ) -> Result<Option<(ConnectionRow, Turn)>, SearchError> {
-        Ok(self
-            .api
-            .budget()
+    ) -> Result<Option<(Arc<ConnectionRow>, Turn)>, SearchError> {
+        let budget = self.api.budget();
+        let cache = self.vault.cache();
+        if let Some(alone) = budget.membership().alone()
+            && let Some(row) = cache.get(user_id, id)
+        {
+            let turn = budget.reserve_alone(&alone, row.id, &row.workspace_id, self.api.deadline());
+            return Ok(Some((row, turn)));
+        }
+        let generation = cache.generation();
+        let found = budget
             .find_and_reserve(self.vault.db(), user_id, id, self.api.deadline())
-            .await?)
+            .await?;
+        Ok(found.map(|(row, turn)| {
+            if budget.membership().is_alone() {
+                cache.keep(&row, generation);
+            }
+            (Arc::new(row), turn)
+        }))
     }
 
     /// Searches the connection `row`, Notion's calls ending by `until` if given, the first in
@@ -81,7 +95,7 @@ impl ConnectionSearcher {
                 .search(caller, fresh.expose(), request, until, None)
                 .await;
             if matches!(outcome, Err(NotionError::Unauthorized)) {
-                connections::mark_needs_reauth(self.vault.db(), row.id).await?;
+                self.vault.mark_needs_reauth(row.id).await?;
                 return Err(SearchError::NeedsReauth);
             }
         }
@@ -110,7 +124,7 @@ impl ConnectionSearcher {
             .last_used_at
             .is_none_or(|used| OffsetDateTime::now_utc() - used > time::Duration::minutes(1));
         if stale {
-            connections::touch_last_used(self.vault.db(), row.id).await?;
+            self.vault.mark_used(row.id).await?;
         }
         Ok(page)
     }

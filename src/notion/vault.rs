@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{
+    connection_cache::ConnectionCache,
     errors::{ConnectionError, SearchError},
     oauth::{Grant, Owner},
 };
@@ -21,6 +22,7 @@ use crate::{
     entity::pending_revocation,
     secret::Secret,
     store::{
+        StoreError,
         connections::{self, ConnectionRow, SealedConnection},
         revocations,
     },
@@ -42,6 +44,8 @@ pub struct ConnectionVault {
     cipher: Arc<TokenCipher>,
     /// Rows already reported as unreadable by this process.
     reported: Arc<Mutex<HashSet<Uuid>>>,
+    /// Rows searched lately, kept while this instance is alone.
+    cache: Arc<ConnectionCache>,
 }
 
 /// Reported rows remembered at most; past that the memory starts over (and reports again).
@@ -53,7 +57,29 @@ impl ConnectionVault {
             db,
             cipher,
             reported: Arc::default(),
+            cache: Arc::default(),
         }
+    }
+
+    /// The rows kept while this instance is alone (see [`ConnectionCache`]). Every change this
+    /// vault makes to a row forgets it there once the change is stored; the connection service
+    /// does the same for the rows it inserts and deletes.
+    pub(crate) fn cache(&self) -> &Arc<ConnectionCache> {
+        &self.cache
+    }
+
+    /// Marks the connection as needing a new authorization.
+    pub(crate) async fn mark_needs_reauth(&self, id: Uuid) -> Result<(), StoreError> {
+        connections::mark_needs_reauth(&self.db, id).await?;
+        self.cache.forget(id);
+        Ok(())
+    }
+
+    /// Notes when the connection was last used.
+    pub(crate) async fn mark_used(&self, id: Uuid) -> Result<(), StoreError> {
+        let at = connections::touch_last_used(&self.db, id).await?;
+        self.cache.used(id, at);
+        Ok(())
     }
 
     pub(super) fn seal(
@@ -284,7 +310,9 @@ impl ConnectionVault {
             refresh_token: refresh,
             key_id: self.cipher.primary_key_id(),
         };
-        Ok(connections::store_refreshed(&self.db, row, lease, refreshed).await?)
+        let stored = connections::store_refreshed(&self.db, row, lease, refreshed).await?;
+        self.cache.forget(row.id);
+        Ok(stored)
     }
 
     pub(crate) fn db(&self) -> &DatabaseConnection {
@@ -325,7 +353,9 @@ impl ConnectionVault {
                     Ok((access, refresh, email)) => {
                         let sealed =
                             connections::reseal(&self.db, row, access, refresh, email, &primary);
-                        if sealed.await? {
+                        let sealed = sealed.await?;
+                        self.cache.forget(row.id);
+                        if sealed {
                             done.rewritten += 1;
                         }
                     }

@@ -337,11 +337,16 @@ pub(crate) async fn mark_needs_reauth(
     Ok(())
 }
 
-pub(crate) async fn touch_last_used(db: &impl ConnectionTrait, id: Uuid) -> Result<(), StoreError> {
+/// Sets the connection's `last_used_at` to now, and returns it.
+pub(crate) async fn touch_last_used(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<OffsetDateTime, StoreError> {
+    let now = OffsetDateTime::now_utc();
     Entity::update_many()
-        .col_expr(Column::LastUsedAt, Some(OffsetDateTime::now_utc()).into())
+        .col_expr(Column::LastUsedAt, Some(now).into())
         .filter(Column::Id.eq(id))
         .exec(db)
         .await?;
-    Ok(())
+    Ok(now)
 }

@@ -6,6 +6,7 @@
 //! log.
 
 pub mod connections;
+pub(crate) mod instances;
 pub mod login_attempts;
 pub mod oauth_states;
 pub(crate) mod rate_budgets;
@@ -13,7 +14,36 @@ pub(crate) mod revocations;
 pub mod sessions;
 pub(crate) mod users;
 
+use std::time::Duration;
+
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Select, SqlErr};
+
+/// PostgreSQL's clock, in microseconds since the Unix epoch: the one clock that instances
+/// sharing a database agree on.
+const NOW_US: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn from_micros(micros: i64) -> Duration {
+    Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+}
+
+/// Runs one PostgreSQL statement with its parameters, for what it does.
+async fn execute_on_postgres(
+    db: &impl ConnectionTrait,
+    sql: String,
+    values: impl IntoIterator<Item = sea_orm::Value>,
+) -> Result<(), StoreError> {
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        sql,
+        values,
+    ))
+    .await?;
+    Ok(())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

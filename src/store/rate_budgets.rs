@@ -11,10 +11,9 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, QueryResult, Statement, Value};
 use uuid::Uuid;
 
-use super::{StoreError, connections::ConnectionRow};
-
-/// The database's clock, in microseconds since the Unix epoch.
-const NOW_US: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
+use super::{
+    NOW_US, StoreError, connections::ConnectionRow, execute_on_postgres, from_micros, micros,
+};
 
 pub(crate) fn connection_key(id: Uuid) -> String {
     format!("c:{id}")
@@ -22,6 +21,21 @@ pub(crate) fn connection_key(id: Uuid) -> String {
 
 pub(crate) fn workspace_key(workspace_id: &str) -> String {
     format!("w:{workspace_id}")
+}
+
+/// Whose budget a key is.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Holder<'a> {
+    Connection(Uuid),
+    Workspace(&'a str),
+}
+
+/// The holder of `key`, if it is a key of [`connection_key`] or [`workspace_key`].
+pub(crate) fn holder(key: &str) -> Option<Holder<'_>> {
+    if let Some(id) = key.strip_prefix("c:") {
+        return id.parse().ok().map(Holder::Connection);
+    }
+    key.strip_prefix("w:").map(Holder::Workspace)
 }
 
 /// Reserves the connection's next turn: its own turn, but never before a pause of the
@@ -155,13 +169,7 @@ pub(crate) async fn pause(
          SELECT $1, 0, now.us + $2, now.us FROM (SELECT {NOW_US} AS us) now
          ON CONFLICT (key) DO UPDATE SET paused_until = GREATEST(b.paused_until, EXCLUDED.paused_until)"
     );
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        sql,
-        [key.into(), micros(pause).into()],
-    ))
-    .await?;
-    Ok(())
+    execute_on_postgres(db, sql, [key.into(), micros(pause).into()]).await
 }
 
 /// Deletes the rows whose turns and pauses all ended before `before` (microseconds since the
@@ -180,10 +188,69 @@ pub(crate) async fn forget_before(
     Ok(deleted.rows_affected())
 }
 
-fn micros(duration: Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+/// A key whose next turn or pause is still ahead, as an instance that keeps the budget in
+/// memory takes it over or hands it back: how long from now until each (zero when past).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pending {
+    pub key: String,
+    pub next_in: Duration,
+    pub paused_for: Duration,
 }
 
-fn from_micros(micros: i64) -> Duration {
-    Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+/// The keys whose next turn or pause is still ahead.
+pub(crate) async fn pending(db: &impl ConnectionTrait) -> Result<Vec<Pending>, StoreError> {
+    let sql = format!(
+        "SELECT key, GREATEST(next_at - now.us, 0) AS next_us,
+             GREATEST(paused_until - now.us, 0) AS paused_us
+         FROM notion_rate_budgets, (SELECT {NOW_US} AS us) now
+         WHERE next_at > now.us OR paused_until > now.us"
+    );
+    let rows = db
+        .query_all_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Pending {
+                key: row.try_get("", "key")?,
+                next_in: from_micros(row.try_get("", "next_us")?),
+                paused_for: from_micros(row.try_get("", "paused_us")?),
+            })
+        })
+        .collect()
+}
+
+/// Writes back turns and pauses that were kept in memory: each key's next turn and pause, from
+/// now, unless its row holds later ones already.
+pub(crate) async fn absorb(
+    db: &impl ConnectionTrait,
+    pending: &[Pending],
+) -> Result<(), StoreError> {
+    // Three parameters a row, well under PostgreSQL's 65,535 a statement.
+    for batch in pending.chunks(1000) {
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut values: Vec<Value> = Vec::with_capacity(batch.len() * 3);
+        for (i, entry) in batch.iter().enumerate() {
+            let n = i * 3;
+            rows.push(format!(
+                "(${}, ${}::bigint, ${}::bigint)",
+                n + 1,
+                n + 2,
+                n + 3
+            ));
+            values.push(entry.key.clone().into());
+            values.push(micros(entry.next_in).into());
+            values.push(micros(entry.paused_for).into());
+        }
+        let sql = format!(
+            "INSERT INTO notion_rate_budgets AS b (key, next_at, paused_until, claimed_at)
+             SELECT v.key, now.us + v.next_us, now.us + v.paused_us, now.us
+             FROM (VALUES {}) AS v (key, next_us, paused_us), (SELECT {NOW_US} AS us) now
+             ON CONFLICT (key) DO UPDATE SET
+                 next_at = GREATEST(b.next_at, EXCLUDED.next_at),
+                 paused_until = GREATEST(b.paused_until, EXCLUDED.paused_until)",
+            rows.join(", ")
+        );
+        execute_on_postgres(db, sql, values).await?;
+    }
+    Ok(())
 }

@@ -165,6 +165,29 @@ pub(crate) struct TestApp {
 }
 
 impl TestApp {
+    /// Waits until the instance says on `/metrics` that it is alone on its database, or that it
+    /// is not (`METRICS_BIND_ADDR` must be set).
+    pub(crate) async fn wait_until_alone(&self, alone: bool) {
+        let address = self
+            .metrics_address
+            .as_ref()
+            .expect("metrics are configured");
+        let wanted = format!("notion_connect_instance_alone {}", u8::from(alone));
+        for _ in 0..100 {
+            let text = reqwest::get(format!("{address}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if text.lines().any(|line| line == wanted) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the instance never showed {wanted}");
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

@@ -5,7 +5,7 @@ use notion_connect::{
     store::{login_attempts, oauth_states, sessions},
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Statement,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, QueryFilter, Statement,
     sea_query::Expr,
 };
 use time::{Duration, OffsetDateTime};
@@ -77,6 +77,17 @@ async fn the_sweep_deletes_only_what_has_expired(backend: Backend) {
         ))
         .await
         .unwrap();
+    // An instance that stopped renewing its lease two hours ago goes; this one's (on
+    // PostgreSQL) stays.
+    let gone = Uuid::now_v7();
+    app.db
+        .execute_unprepared(&format!(
+            "INSERT INTO notion_instances (id, registered_at, lease_until, acked_at) VALUES \
+             ('{gone}', 0, {}, 0)",
+            micros(now - Duration::hours(2)),
+        ))
+        .await
+        .unwrap();
 
     let swept = housekeeping::sweep(&app.db).await.unwrap();
 
@@ -88,8 +99,22 @@ async fn the_sweep_deletes_only_what_has_expired(backend: Backend) {
             oauth_states: 1,
             login_attempts: 1,
             rate_budgets: 1,
+            instances: 1,
         }
     );
+    let instances = app
+        .db
+        .query_all_raw(Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT id FROM notion_instances",
+        ))
+        .await
+        .unwrap();
+    let live = match app.db.get_database_backend() {
+        DbBackend::Postgres => 1,
+        _ => 0,
+    };
+    assert_eq!(instances.len(), live, "only the live instance is left");
     let budgets = app
         .db
         .query_all_raw(Statement::from_string(

@@ -11,8 +11,14 @@ use crate::helpers::{
     spawn_app_with,
 };
 
-/// Read by the migrator at start-up, not by requests.
-const NOT_PER_REQUEST: &[&str] = &["seaql_migrations"];
+/// Read whole, but not by requests: the migrations by the migrator at start-up, the instances'
+/// leases (a row per instance) by every renewal, and the rate budgets' rows once when an instance
+/// becomes alone and takes the turns ahead over (requests reach those rows by their key).
+const NOT_PER_REQUEST: &[&str] = &[
+    "seaql_migrations",
+    "notion_instances",
+    "notion_rate_budgets",
+];
 
 fn database_name(app: &TestApp) -> String {
     app.database_url

@@ -21,6 +21,7 @@ on_both_databases!(
     a_flow_started_on_one_instance_completes_on_another,
     one_callback_sent_to_two_instances_at_once_connects_once,
     instances_share_one_pace_per_connection,
+    turns_taken_alone_hold_for_an_instance_that_joins,
     a_rate_limit_seen_by_one_instance_holds_back_the_others,
 );
 
@@ -156,8 +157,13 @@ async fn instances_share_one_pace_per_connection(backend: Backend) {
     assert_eq!(times.len(), served, "each search served called Notion once");
     assert!(served >= 2, "searches waited for their turns: {served}");
     assert!(served < 24, "the turns ran out before the deadline");
-    // However the calls lined up, no one-second window holds more than the limit: each call is
-    // more than a second after the one `per_second` before it.
+    // However the calls lined up, no one-second window holds more than the limit.
+    assert_paced(&times, per_second);
+}
+
+/// Asserts that no one-second window holds more than `per_second` of the calls made at `times`:
+/// each call is more than a second after the one `per_second` before it.
+fn assert_paced(times: &[std::time::Instant], per_second: usize) {
     for (earlier, later) in times.iter().zip(times.iter().skip(per_second)) {
         assert!(
             later.duration_since(*earlier) > Duration::from_secs(1),
@@ -166,6 +172,70 @@ async fn instances_share_one_pace_per_connection(backend: Backend) {
             later.duration_since(*earlier)
         );
     }
+}
+
+async fn turns_taken_alone_hold_for_an_instance_that_joins(backend: Backend) {
+    let notion = MockNotion::start(grant()).await;
+    let per_second = 4;
+    let settings = |vars: &mut std::collections::HashMap<String, String>| {
+        notion.configure(vars);
+        vars.insert("NOTION_RATE_LIMIT".into(), per_second.to_string());
+        vars.insert("NOTION_TIMEOUT".into(), "4s".into());
+    };
+    let first = spawn_app_with(backend, |vars| {
+        settings(vars);
+        vars.insert("METRICS_BIND_ADDR".into(), "127.0.0.1:0".into());
+    })
+    .await;
+    let user = first.signed_in("early").await;
+    let id = first.connect_with_code(&user.access).await;
+    let path = format!("/api/v1/connections/{id}/search");
+    // Alone, the first instance takes the connection's turns in memory: ten searches at once
+    // hold turns for the next two and a half seconds.
+    first.wait_until_alone(true).await;
+    let early = futures_util::future::join_all((0..10).map(|_| first.get_as(&path, &user.access)));
+    let later = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // On SQLite the service is one instance: the later searches go to the same one.
+        let second = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let database_url = first.database_url.clone();
+                Some(
+                    spawn_app_with(backend, |vars| {
+                        settings(vars);
+                        vars.insert("DATABASE_URL".into(), database_url);
+                    })
+                    .await,
+                )
+            }
+        };
+        let app = second.as_ref().unwrap_or(&first);
+        let searches = (0..6).map(|_| app.get_as(&path, &user.access));
+        let answers = futures_util::future::join_all(searches).await;
+        (second, answers)
+    };
+    let (early, (_second, later)) = tokio::join!(early, later);
+
+    let mut served = 0;
+    for answer in early.into_iter().chain(later) {
+        match answer.status().as_u16() {
+            200 => served += 1,
+            429 => {
+                assert_problem(answer, 429, "notion_rate_limited").await;
+            }
+            status => panic!("unexpected {status}"),
+        }
+    }
+    let times = notion.search_times();
+    assert_eq!(times.len(), served, "each search served called Notion once");
+    assert!(
+        served > 10,
+        "the instance that joined was served too: {served}"
+    );
+    // The instance that joined took its turns after the ones the first had taken in memory: no
+    // one-second window holds more than the limit.
+    assert_paced(&times, per_second);
 }
 
 async fn a_rate_limit_seen_by_one_instance_holds_back_the_others(backend: Backend) {

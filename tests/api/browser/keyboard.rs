@@ -85,9 +85,12 @@ async fn the_keyboard_reaches_everything_in_order(backend: Backend) {
     browser.press(TAB).await;
     assert_eq!(browser.focused().await["class"], "back-link");
 
-    // The search across workspaces, from the navigation.
+    // The search across workspaces, from the navigation (its rows name their workspaces, so
+    // the rows waited for are its own, not the last view's).
     browser.click("nav a[data-section=search]").await;
-    browser.wait_for_count("table.results tbody tr", 20).await;
+    browser
+        .wait_for_count("table.results tbody tr td.workspace", 20)
+        .await;
     assert_heading_focused_quietly(&browser, "Search all workspaces").await;
 
     // `/` goes to the box; the arrows go through the results and back up to the box.
