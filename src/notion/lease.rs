@@ -114,10 +114,15 @@ impl InstanceLease {
         })
     }
 
-    /// Leaves: other instances need not wait for this one any more.
+    /// Leaves once this instance has stopped serving: the turns it kept are handed back, and
+    /// other instances need not wait for it any more.
     pub(crate) async fn leave(&self) {
-        self.stop_being_alone();
-        if let Err(e) = instances::deregister(&self.db, self.id).await {
+        let pending = self.stop_being_alone();
+        let left = async {
+            rate_budgets::absorb(&self.db, &pending).await?;
+            instances::deregister(&self.db, self.id).await
+        };
+        if let Err(e) = left.await {
             tracing::warn!(error = %e, "removing this instance's lease failed");
         }
     }

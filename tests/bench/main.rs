@@ -1182,7 +1182,9 @@ fn report(
          The rows \"on PostgreSQL\" run the same way on a database of their own on the local\n\
          PostgreSQL server (over loopback TCP without TLS, as the README advises for a server on the\n\
          same host), alternating with the\n\
-         baseline again. \"Two instances together\" are two services on that database, each\n\
+         baseline again. One service there is alone on its database, so it keeps the rate budget\n\
+         and the connections it searched lately in memory, as on SQLite. \"Two instances\n\
+         together\" are two services on that database, which share both through it, each\n\
          driven by its own wrk with 32 clients at once: requests/s and errors are their sums,\n\
          latencies the slower one's. The rows with 300,000 other connections run on a second\n\
          database that also holds 100,000 other users with 3 connections each, in rounds\n\

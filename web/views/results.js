@@ -180,8 +180,9 @@ export function searchAsChanged({ form, input, filter, sort }, search) {
 
 /**
  * The message for a search Notion is rate limiting: `what` says what is limited; with
- * `seconds`, the wait counts down and `again` runs when it is over. Returns the message and
- * what stops the countdown.
+ * `seconds`, the wait counts down and `again` runs when it is over, and nothing is offered to
+ * press meanwhile (the service would only answer with the same wait). Without, `retry` is
+ * offered. Returns the message and what stops the countdown.
  */
 export function rateLimited(what, seconds, again, retry) {
   const text = h("span", {}, "Try again in a little while.");
@@ -189,7 +190,7 @@ export function rateLimited(what, seconds, again, retry) {
     ? countdown(seconds, (left) => { text.textContent = `Searching again in ${plural(left, "second")}.`; }, again)
     : () => {};
   const element = message("warning", [h("p", {}, `Notion is limiting how often ${what} can be searched. `, text)], {
-    actions: [retry],
+    actions: seconds ? [] : [retry],
   });
   return { element, stop };
 }
