@@ -9,10 +9,13 @@
 use std::time::Duration;
 
 use notion_connect::entity::notion_connection;
-use sea_orm::{EntityTrait, PaginatorTrait};
+use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait};
 
 use crate::{
-    helpers::{Backend, TestApp, assert_problem, on_both_databases, retry_after, spawn_app_with},
+    helpers::{
+        Backend, TestApp, assert_problem, on_both_databases, postgres_available, retry_after,
+        spawn_app_with,
+    },
     mock_notion::{MockNotion, SearchReply, TokenReply},
     notion_oauth::fragment_query,
 };
@@ -295,4 +298,49 @@ async fn a_rate_limit_seen_by_one_instance_holds_back_the_others(backend: Backen
     assert!((85..=90).contains(&retry_after(&everywhere)));
     assert_problem(everywhere, 429, "notion_rate_limited").await;
     assert_eq!(notion.search_calls(), 3);
+}
+
+/// Another instance's live lease, even one that is never renewed or acknowledges anything,
+/// keeps an instance from being alone, and holds a starting instance back, until it runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_lease_of_another_instance_is_waited_for_until_it_runs_out() {
+    if !postgres_available() {
+        return;
+    }
+    let notion = MockNotion::start(grant()).await;
+    let metrics = |vars: &mut std::collections::HashMap<String, String>| {
+        notion.configure(vars);
+        vars.insert("METRICS_BIND_ADDR".into(), "127.0.0.1:0".into());
+    };
+    let first = spawn_app_with(Backend::Postgres, metrics).await;
+    first.wait_until_alone(true).await;
+
+    // An instance nobody hears from again, registered just now with a lease of three seconds.
+    let lease_until = |seconds: u32| {
+        format!(
+            "INSERT INTO notion_instances (id, registered_at, lease_until, acked_at) \
+             SELECT gen_random_uuid(), now.us, now.us + {seconds} * 1000000, 0 \
+             FROM (SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS us) now"
+        )
+    };
+    first.db.execute_unprepared(&lease_until(3)).await.unwrap();
+    first.wait_until_alone(false).await;
+    first.wait_until_alone(true).await;
+
+    // A starting instance waits for such a lease to run out before it serves anything.
+    first.db.execute_unprepared(&lease_until(2)).await.unwrap();
+    let started = std::time::Instant::now();
+    let database_url = first.database_url.clone();
+    let second = spawn_app_with(Backend::Postgres, |vars| {
+        metrics(vars);
+        vars.insert("DATABASE_URL".into(), database_url);
+    })
+    .await;
+    assert!(
+        started.elapsed() > Duration::from_millis(1500),
+        "started after {:?}, before the lease ran out",
+        started.elapsed()
+    );
+    assert_eq!(second.get("/healthz").await.status(), 200);
+    first.wait_until_alone(false).await;
 }
