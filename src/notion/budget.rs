@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sea_orm::{DatabaseConnection, DbBackend};
+use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use super::membership::{Alone, Membership};
@@ -86,26 +86,23 @@ struct SharedBudget {
 
 impl RateBudget {
     /// `per_second` calls a second per connection: in memory while this instance is alone,
-    /// shared through `db` otherwise (PostgreSQL only; on SQLite the service is one instance).
+    /// shared through `db` otherwise (on PostgreSQL, where instances hold leases; on SQLite the
+    /// service is one instance).
     pub(crate) fn new(
         db: &DatabaseConnection,
         per_second: u32,
         membership: Arc<Membership>,
     ) -> Self {
         let interval = (Duration::from_secs(1) + 2 * SLACK) / per_second.max(1);
-        let shared = match db.get_database_backend() {
-            DbBackend::Postgres => Some(SharedBudget {
-                db: db.clone(),
-                interval,
-            }),
-            _ => None,
-        };
         Self {
             local: Arc::new(LocalBudget {
                 connections: Pacer::new(interval),
                 workspaces: Pacer::new(Duration::ZERO),
             }),
-            shared,
+            shared: membership.has_lease().then(|| SharedBudget {
+                db: db.clone(),
+                interval,
+            }),
             membership,
         }
     }
@@ -127,12 +124,9 @@ impl RateBudget {
         workspace: &str,
         max_wait: Duration,
     ) -> Result<Turn, StoreError> {
-        let shared = {
-            let alone = self.membership.alone();
-            match &self.shared {
-                Some(shared) if alone.is_none() => shared,
-                _ => return Ok(self.reserve_in_memory(connection, workspace, max_wait)),
-            }
+        let shared = match self.in_memory(|local| local.reserve(connection, workspace, max_wait)) {
+            Ok(turn) => return Ok(turn),
+            Err(shared) => shared,
         };
         let wait = rate_budgets::claim(
             &shared.db,
@@ -153,13 +147,17 @@ impl RateBudget {
         workspace: &str,
         max_wait: Duration,
     ) -> Turn {
-        self.reserve_in_memory(connection, workspace, max_wait)
+        self.local.reserve(connection, workspace, max_wait)
     }
 
-    fn reserve_in_memory(&self, connection: Uuid, workspace: &str, max_wait: Duration) -> Turn {
-        let paused = self.local.workspaces.paused_until(workspace);
-        let wait = self.local.connections.reserve(connection, paused, max_wait);
-        wait.map(|wait| Instant::now() + wait)
+    /// Runs `local` on the budget in memory, still alone when it ends, if this instance is
+    /// alone; otherwise returns the shared budget to use instead.
+    fn in_memory<T>(&self, local: impl FnOnce(&LocalBudget) -> T) -> Result<T, &SharedBudget> {
+        let alone = self.membership.alone();
+        match &self.shared {
+            Some(shared) if alone.is_none() => Err(shared),
+            _ => Ok(local(&self.local)),
+        }
     }
 
     /// Reads the connection `id` of `user_id` and reserves its next turn as [`Self::reserve`]
@@ -197,21 +195,10 @@ impl RateBudget {
         scope: Scope,
         pause: Duration,
     ) -> Result<(), StoreError> {
-        let shared = {
-            let alone = self.membership.alone();
-            match &self.shared {
-                Some(shared) if alone.is_none() => shared,
-                _ => {
-                    let until = Instant::now() + pause;
-                    match scope {
-                        Scope::Connection => self.local.connections.pause(connection, until),
-                        Scope::Workspace => {
-                            self.local.workspaces.pause(workspace.to_owned(), until)
-                        }
-                    }
-                    return Ok(());
-                }
-            }
+        let shared = match self.in_memory(|local| local.pause(connection, workspace, scope, pause))
+        {
+            Ok(()) => return Ok(()),
+            Err(shared) => shared,
         };
         let key = match scope {
             Scope::Connection => rate_budgets::connection_key(connection),
@@ -222,6 +209,20 @@ impl RateBudget {
 }
 
 impl LocalBudget {
+    fn reserve(&self, connection: Uuid, workspace: &str, max_wait: Duration) -> Turn {
+        let paused = self.workspaces.paused_until(workspace);
+        let wait = self.connections.reserve(connection, paused, max_wait);
+        wait.map(|wait| Instant::now() + wait)
+    }
+
+    fn pause(&self, connection: Uuid, workspace: &str, scope: Scope, pause: Duration) {
+        let until = Instant::now() + pause;
+        match scope {
+            Scope::Connection => self.connections.pause(connection, until),
+            Scope::Workspace => self.workspaces.pause(workspace.to_owned(), until),
+        }
+    }
+
     /// Every turn and pause still ahead, to hand back to the database.
     pub(crate) fn pending(&self) -> Vec<Pending> {
         let connections = self

@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, Statement};
 use uuid::Uuid;
 
-use super::{NOW_US, StoreError, execute_on_postgres as execute, from_micros, micros};
+use super::{
+    NOW_US, StoreError, execute_on_postgres as execute, from_micros, micros, query_one_on_postgres,
+};
 
 /// Registers the instance `id` with a lease of `lease`. It is not alone, and acknowledges
 /// nobody yet.
@@ -44,13 +46,7 @@ pub(crate) async fn unacknowledged(
          WHERE other.id <> $1 AND other.lease_until > now.us
              AND other.acked_at < me.registered_at"
     );
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            [id.into()],
-        ))
-        .await?;
+    let row = query_one_on_postgres(db, sql, [id.into()]).await?;
     let left: Option<i64> = match row {
         Some(row) => row.try_get("", "left_us")?,
         None => None,
@@ -87,18 +83,12 @@ pub(crate) async fn renew(
                  acked_at = CASE WHEN $3
                      THEN (extract(epoch FROM statement_timestamp()) * 1000000)::bigint
                      ELSE acked_at END
-             FROM now WHERE id = $1 RETURNING id)
+             FROM now WHERE id = $1)
          SELECT (SELECT live FROM before) AS live,
-             (SELECT count(*) FROM renewed) AS renewed,
              (SELECT count(*) FROM notion_instances, now
                  WHERE id <> $1 AND lease_until > now.us) AS others"
     );
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            [id.into(), micros(lease).into(), shared.into()],
-        ))
+    let row = query_one_on_postgres(db, sql, [id.into(), micros(lease).into(), shared.into()])
         .await?
         .ok_or_else(|| StoreError::Db(sea_orm::DbErr::RecordNotFound("a lease".into())))?;
     let live: Option<bool> = row.try_get("", "live")?;

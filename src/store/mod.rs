@@ -36,13 +36,24 @@ async fn execute_on_postgres(
     sql: String,
     values: impl IntoIterator<Item = sea_orm::Value>,
 ) -> Result<(), StoreError> {
-    db.execute_raw(sea_orm::Statement::from_sql_and_values(
-        sea_orm::DbBackend::Postgres,
-        sql,
-        values,
-    ))
-    .await?;
+    db.execute_raw(postgres_statement(sql, values)).await?;
     Ok(())
+}
+
+/// Runs one PostgreSQL statement with its parameters, for the first row it returns.
+async fn query_one_on_postgres(
+    db: &impl ConnectionTrait,
+    sql: String,
+    values: impl IntoIterator<Item = sea_orm::Value>,
+) -> Result<Option<sea_orm::QueryResult>, StoreError> {
+    Ok(db.query_one_raw(postgres_statement(sql, values)).await?)
+}
+
+fn postgres_statement(
+    sql: String,
+    values: impl IntoIterator<Item = sea_orm::Value>,
+) -> sea_orm::Statement {
+    sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::{
     NOW_US, StoreError, connections::ConnectionRow, execute_on_postgres, from_micros, micros,
+    query_one_on_postgres,
 };
 
 pub(crate) fn connection_key(id: Uuid) -> String {
@@ -78,12 +79,7 @@ pub(crate) async fn claim(
         micros(interval).into(),
         micros(max_wait).into(),
     ];
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values,
-        ))
+    let row = query_one_on_postgres(db, sql, values)
         .await?
         .ok_or_else(|| StoreError::Db(sea_orm::DbErr::RecordNotFound("a turn".into())))?;
     turn_of(&row, max_wait)
@@ -129,14 +125,7 @@ pub(crate) async fn find_and_claim(
         micros(interval).into(),
         micros(max_wait).into(),
     ];
-    let Some(row) = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values,
-        ))
-        .await?
-    else {
+    let Some(row) = query_one_on_postgres(db, sql, values).await? else {
         return Ok(None);
     };
     let connection = ConnectionRow::from_query_result(&row, "")?;
