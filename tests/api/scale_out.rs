@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use notion_connect::entity::notion_connection;
-use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait};
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait, Statement};
 
 use crate::{
     helpers::{
@@ -343,4 +343,83 @@ async fn a_live_lease_of_another_instance_is_waited_for_until_it_runs_out() {
     );
     assert_eq!(second.get("/healthz").await.status(), 200);
     first.wait_until_alone(false).await;
+}
+
+/// An instance whose lease others saw run out while it was alone (as when it is cut off from the
+/// database) hands back the turns it took in memory; one whose lease was swept away registers
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_lease_hands_the_turns_back_and_a_swept_one_registers_again() {
+    if !postgres_available() {
+        return;
+    }
+    let notion = MockNotion::start(grant()).await;
+    let app = spawn_app_with(Backend::Postgres, |vars| {
+        notion.configure(vars);
+        vars.insert("METRICS_BIND_ADDR".into(), "127.0.0.1:0".into());
+        vars.insert("NOTION_RATE_LIMIT".into(), "1".into());
+        vars.insert("NOTION_TIMEOUT".into(), "5s".into());
+    })
+    .await;
+    let user = app.signed_in("lapsing").await;
+    let id = app.connect_with_code(&user.access).await;
+    app.wait_until_alone(true).await;
+    // Alone, the instance takes the connection's turns in memory: after two searches its next
+    // turn is about a second ahead, and the database knows nothing of it.
+    let path = format!("/api/v1/connections/{id}/search");
+    for _ in 0..2 {
+        assert_eq!(app.get_as(&path, &user.access).await.status(), 200);
+    }
+    let key = format!("c:{id}");
+    let budget_rows = || async {
+        app.db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("SELECT key FROM notion_rate_budgets WHERE key = '{key}'"),
+            ))
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(budget_rows().await, 0);
+
+    app.db
+        .execute_unprepared("UPDATE notion_instances SET lease_until = 0")
+        .await
+        .unwrap();
+    let mut handed_back = false;
+    for _ in 0..40 {
+        if budget_rows().await == 1 {
+            handed_back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(handed_back, "the turn ahead was written back");
+
+    app.db
+        .execute_unprepared("DELETE FROM notion_instances")
+        .await
+        .unwrap();
+    let instances = || async {
+        app.db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT id FROM notion_instances",
+            ))
+            .await
+            .unwrap()
+            .len()
+    };
+    let mut registered = false;
+    for _ in 0..40 {
+        if instances().await == 1 {
+            registered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(registered, "the instance registered again");
+    app.wait_until_alone(true).await;
+    assert_eq!(app.get_as(&path, &user.access).await.status(), 200);
 }
